@@ -1,0 +1,62 @@
+"""The error hierarchy: every error tiffsink raises on purpose is a TiffsinkError.
+
+Each error carries the path it is about (a file, a dataset, a config file) and a
+reason a person can act on, so a message in the journal names both without the
+caller having to format anything.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class TiffsinkError(Exception):
+    """Base class: something about `path` is wrong for `reason`."""
+
+    def __init__(self, path: str | os.PathLike[str] | None, reason: str) -> None:
+        self.path = os.fspath(path) if path is not None else None
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}" if self.path else reason)
+
+
+class ConfigError(TiffsinkError):
+    """A config key is unknown or has a value outside what is allowed."""
+
+    def __init__(self, path: str | os.PathLike[str] | None, key: str, reason: str) -> None:
+        self.key = key
+        super().__init__(path, f"{key}: {reason}" if key else reason)
+
+
+class DatasetError(TiffsinkError):
+    """The dataset cannot be used as asked (corrupt, incompatible, unreadable)."""
+
+
+class DatasetLockedError(DatasetError):
+    """Another process holds the dataset's writer lock."""
+
+    def __init__(self, path: str | os.PathLike[str], pid: int | None) -> None:
+        self.pid = pid
+        holder = f"PID {pid}" if pid else "another process (PID unknown)"
+        super().__init__(path, f"dataset is locked for writing by {holder}; one writer at a time")
+
+
+class SpecMismatchError(DatasetError):
+    """The config's image spec differs from the one the dataset was created with."""
+
+    def __init__(self, path: str | os.PathLike[str], diffs: dict[str, tuple[object, object]]) -> None:
+        self.diffs = diffs
+        parts = [f"image.{k}: dataset has {a!r}, config has {b!r}" for k, (a, b) in diffs.items()]
+        super().__init__(
+            path,
+            "image spec differs from the dataset's, refusing to mix rows: " + "; ".join(parts),
+        )
+
+
+class DecodeError(TiffsinkError):
+    """A source file could not become a row; `reason` is a short machine class."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str, detail: str) -> None:
+        self.detail = detail
+        super().__init__(path, reason)
+        # The message shows both: the class for grepping, the detail for people.
+        self.args = (f"{self.path}: {reason}: {detail}",)

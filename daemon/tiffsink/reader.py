@@ -1,0 +1,83 @@
+"""Read a dataset while the daemon appends to it.
+
+The row count comes from the index (the commit point), not from the .npy header, so a
+reader never maps a row that is not committed; the header may lag the index by one
+batch during a commit, never lead it. `refresh()` picks up rows committed since.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import index, npyhead
+from .errors import DatasetError
+from .index import FailureRecord, RowRecord
+from .store import IMAGES, INDEX
+
+
+class Dataset:
+    """Read-only view of the committed rows of a dataset directory."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        idx = self.directory / INDEX
+        if not idx.exists() or not (self.directory / IMAGES).exists():
+            raise DatasetError(self.directory, f"not a tiffsink dataset (no {INDEX} / {IMAGES})")
+        self.conn = index.connect(idx, readonly=True)
+        self.meta: dict[str, Any] = index.read_meta(self.conn)
+        image = self.meta["image"]
+        self.dtype = np.dtype(image["dtype"]).newbyteorder("<")
+        c = int(image["channels"])
+        h, w = int(image["height"]), int(image["width"])
+        self.row_shape: tuple[int, ...] = (h, w) if c == 1 else (h, w, c)
+        self.images: np.ndarray = np.empty((0, *self.row_shape), self.dtype)
+        self.refresh()
+
+    def refresh(self) -> int:
+        """Map every row committed by now; returns the new row count."""
+        n = index.committed_rows(self.conn)
+        if n == 0:
+            self.images = np.empty((0, *self.row_shape), self.dtype)
+            return 0
+        path = self.directory / IMAGES
+        need = npyhead.HEADER_BYTES + n * int(np.prod(self.row_shape)) * self.dtype.itemsize
+        if path.stat().st_size < need:
+            raise DatasetError(path, f"index commits {n} rows but the file is shorter")
+        self.images = np.memmap(
+            path, dtype=self.dtype, mode="r", offset=npyhead.HEADER_BYTES, shape=(n, *self.row_shape)
+        )
+        return n
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def rows_for(self, source: str | os.PathLike[str]) -> list[RowRecord]:
+        """Index records of every committed row from this source path, in row order."""
+        return [r for r in index.rows_for_source(self.conn, os.fspath(source)) if r.row < len(self)]
+
+    def record(self, row: int) -> RowRecord:
+        rec = index.row_record(self.conn, row)
+        if rec is None or row >= len(self):
+            raise IndexError(f"row {row} is not committed (dataset has {len(self)})")
+        return rec
+
+    def failures(self, reason: str | None = None) -> list[FailureRecord]:
+        return index.failures(self.conn, reason)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def open_dataset(path: str | os.PathLike[str]) -> Dataset:
+    """Open a dataset for reading; safe while a writer appends (call .refresh() to grow)."""
+    return Dataset(path)
