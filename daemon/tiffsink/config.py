@@ -41,7 +41,6 @@ class WatchConfig:
 class BatchConfig:
     max_files: int = 64
     max_wait_ms: int = 1000
-    max_pending: int = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -218,7 +217,7 @@ def _parse_section(p: _Parser, cls: type) -> Any:
             raise p.err(key, f"unknown key; allowed keys: {', '.join(sorted(known))}")
     s = p.section
     vals: dict[str, Any] = {}
-    getters: dict[str, Any] = {
+    table: dict[str, dict[str, Any]] = {
         "watch": {
             "directory": lambda: p.dirpath("directory"),
             "recursive": lambda: p.boolean("recursive"),
@@ -232,7 +231,6 @@ def _parse_section(p: _Parser, cls: type) -> Any:
         "batch": {
             "max_files": lambda: p.integer("max_files", 1, 100_000),
             "max_wait_ms": lambda: p.integer("max_wait_ms", 0),
-            "max_pending": lambda: p.integer("max_pending", 1),
         },
         "image": {
             "height": lambda: p.integer("height", 1, 65535),
@@ -261,7 +259,8 @@ def _parse_section(p: _Parser, cls: type) -> Any:
             "level": lambda: p.choice("level", LOG_LEVELS),
         },
         "metrics": {"listen": lambda: _listen(p)},
-    }[s]
+    }
+    getters = table[s]
     for key in p.raw:
         vals[key] = getters[key]()
     return cls(**vals)
@@ -272,7 +271,9 @@ def _listen(p: _Parser) -> str:
     if v:
         host, sep, port = v.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise p.err("listen", f'must be "" (off) or "HOST:PORT", e.g. "127.0.0.1:9464", got {v!r}')
+            raise p.err(
+                "listen", f'must be "" (off) or "HOST:PORT", e.g. "127.0.0.1:9464", got {v!r}'
+            )
     return v
 
 
@@ -297,9 +298,7 @@ def parse_config(raw: dict[str, Any], base: Path, path: Path | None = None) -> C
         parts["dataset"] = replace(ds, directory=base / ds.directory)
     src: SourcesConfig = parts["sources"]
     if src.after_ingest == "move" and src.done_directory is None:
-        raise ConfigError(
-            path, "sources.done_directory", 'must be set when after_ingest = "move"'
-        )
+        raise ConfigError(path, "sources.done_directory", 'must be set when after_ingest = "move"')
     return Config(**parts, source_file=path)
 
 

@@ -43,7 +43,9 @@ class DatasetLockedError(DatasetError):
 class SpecMismatchError(DatasetError):
     """The config's image spec differs from the one the dataset was created with."""
 
-    def __init__(self, path: str | os.PathLike[str], diffs: dict[str, tuple[object, object]]) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], diffs: dict[str, tuple[object, object]]
+    ) -> None:
         self.diffs = diffs
         parts = [f"image.{k}: dataset has {a!r}, config has {b!r}" for k, (a, b) in diffs.items()]
         super().__init__(

@@ -23,5 +23,5 @@ POINTS = (
 
 def hit(name: str) -> None:
     """Die here, as a power cut or kill -9 would, when this point is armed."""
-    if _ARMED and _ARMED == name:
+    if _ARMED and name == _ARMED:
         os.kill(os.getpid(), signal.SIGKILL)

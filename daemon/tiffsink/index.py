@@ -164,8 +164,10 @@ def row_record(conn: sqlite3.Connection, row: int) -> RowRecord | None:
 
 def failures(conn: sqlite3.Connection, reason: str | None = None) -> list[FailureRecord]:
     q = "SELECT source, size, mtime_ns, reason, detail, at FROM failures"
-    cur = conn.execute(q + " WHERE reason=? ORDER BY at", (reason,)) if reason else conn.execute(
-        q + " ORDER BY at"
+    cur = (
+        conn.execute(q + " WHERE reason=? ORDER BY at", (reason,))
+        if reason
+        else conn.execute(q + " ORDER BY at")
     )
     return [FailureRecord(*r) for r in cur]
 

@@ -48,7 +48,11 @@ class Dataset:
         if path.stat().st_size < need:
             raise DatasetError(path, f"index commits {n} rows but the file is shorter")
         self.images = np.memmap(
-            path, dtype=self.dtype, mode="r", offset=npyhead.HEADER_BYTES, shape=(n, *self.row_shape)
+            path,
+            dtype=self.dtype,
+            mode="r",
+            offset=npyhead.HEADER_BYTES,
+            shape=(n, *self.row_shape),
         )
         return n
 

@@ -1,0 +1,296 @@
+"""The supervisor's pipeline: batches of files in, committed rows and failures out.
+
+Batches are committed strictly in order, because rows are positional: only the oldest
+batch (the head) writes rows into the dataset, straight from the worker's slot (the only
+copy is the one into the file). The next batch already decodes meanwhile; its pages wait
+in their slots until it becomes the head. Slots are bounded, so memory does not grow
+with the number of files. Every file ends as rows, a recorded failure, or a skip (its
+version is already in the index).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from .config import Config
+from .decode import PageInfo
+from .index import FailureRecord, RowRecord, now
+from .pool import Lost, Pool
+from .store import DatasetWriter
+from .worker import Failure, Result, Task
+
+log = structlog.get_logger("tiffsink")
+
+MAX_CRASH_ATTEMPTS = 2  # a crash may be the machine's fault (OOM killer): try once more
+
+
+@dataclass
+class Candidate:
+    """A file a feeder believes is complete; size/mtime from the feeder's stat, if any."""
+
+    path: str
+    root: str | None = None
+    size: int | None = None
+    mtime_ns: int | None = None
+    seen_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(eq=False)
+class _Job:
+    cand: Candidate
+    batch: _Batch
+    version: tuple[int, int] | None = None
+    content_hash: str = ""
+    pages_total: int = 1
+    next_page: int = 0
+    attempts: int = 0
+    busy: bool = False
+    finished: bool = False
+    skipped: bool = False
+    failure: FailureRecord | None = None
+    held: list[tuple[int, PageInfo]] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class _Batch:
+    id: int
+    jobs: list[_Job] = field(default_factory=list)
+    rows: list[tuple[_Job, PageInfo]] = field(default_factory=list)  # pending rows, in order
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class CommitInfo:
+    """What one commit made durable; feeders act on sources only after this."""
+
+    batch_id: int
+    rows: int
+    ingested: list[tuple[Candidate, tuple[int, int], int]]  # candidate, version, pages
+    failed: list[tuple[Candidate, FailureRecord]]
+    skipped: int
+    commit_ms: float
+    batch_ms: float
+    first_row: int
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: Config,
+        writer: DatasetWriter,
+        on_commit: Callable[[CommitInfo], None] | None = None,
+        requeue: Callable[[Candidate], None] | None = None,
+    ) -> None:
+        self.writer = writer
+        self.spec = config.image
+        w = config.workers
+        self.pool = Pool(self.spec, w.resolved_count(), w.slots_per_worker, w.timeout_s)
+        self.chunk = max(1, w.slots_per_worker // 2) if self.spec.pages == "all" else 1
+        self.on_commit, self.requeue = on_commit, requeue
+        self.batches: deque[_Batch] = deque()
+        self.todo: deque[_Job] = deque()
+        self.tasks: dict[int, tuple[_Job, Task]] = {}
+        self.in_flight_paths: dict[str, _Job] = {}
+        self._ids = 0
+
+    # -- intake ---------------------------------------------------------------------
+    def can_accept(self) -> bool:
+        """At most two batches: one writing/committing, one decoding ahead of it."""
+        return len(self.batches) < 2
+
+    def idle(self) -> bool:
+        return not self.batches
+
+    def pending_files(self) -> int:
+        return sum(len(b.jobs) for b in self.batches)
+
+    def submit(self, cands: list[Candidate]) -> None:
+        self._ids += 1
+        batch = _Batch(self._ids)
+        versions = [
+            (c.path, c.size, c.mtime_ns)
+            for c in cands
+            if c.size is not None and c.mtime_ns is not None
+        ]
+        known = self.writer.known(versions) if versions else set()
+        for c in cands:
+            if (c.path, c.size, c.mtime_ns) in known:
+                continue
+            if c.path in self.in_flight_paths:
+                # Same path already decoding: look again once that one is committed.
+                if self.requeue is not None:
+                    self.requeue(c)
+                continue
+            job = _Job(c, batch)
+            batch.jobs.append(job)
+            self.in_flight_paths[c.path] = job
+            self.todo.append(job)
+        self.batches.append(batch)
+        self._dispatch()
+
+    # -- the loop's one step ----------------------------------------------------------
+    def step(self, timeout_s: float) -> None:
+        """Wait up to `timeout_s` for worker results, handle them, commit what is complete."""
+        if self.tasks:
+            done, lost = self.pool.poll(timeout_s)
+            for task, out in done:
+                self._finish(task, out)
+            for lo in lost:
+                self._lost(lo)
+        self._commit_ready()
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        arena = self.pool.arena
+        while self.todo and arena.free and self.pool.capacity > 0:
+            job = self.todo.popleft()
+            n = min(self.chunk, len(arena.free))
+            if job.version is not None:
+                n = min(n, job.pages_total - job.next_page)
+            slots = tuple(arena.free.popleft() for _ in range(max(1, n)))
+            self._ids += 1
+            task = Task(self._ids, job.cand.path, job.cand.root, job.next_page, slots, job.version)
+            self.tasks[task.task_id] = (job, task)
+            job.busy = True
+            self.pool.submit(task)
+
+    def _release(self, slots: tuple[int, ...] | list[int]) -> None:
+        self.pool.arena.free.extend(slots)
+
+    def _finish(self, task: Task, out: Result | Failure) -> None:
+        job, _ = self.tasks.pop(task.task_id)
+        job.busy = False
+        if isinstance(out, Failure):
+            self._release(task.slots)
+            self._fail(job, out.size, out.mtime_ns, out.reason, out.detail)
+            return
+        if job.version is None:
+            version = (out.size, out.mtime_ns)
+            if self.writer.known([(job.cand.path, *version)]):
+                self._release(task.slots)
+                job.skipped = job.finished = True
+                return
+            job.version, job.pages_total = version, out.pages_total
+            job.content_hash = out.content_hash or ""
+        if not out.pages:
+            self._release(task.slots)
+            self._fail(job, *job.version, "corrupt", f"page {job.next_page} yielded no image")
+            return
+        head = self.batches[0] is job.batch
+        for slot, info in zip(task.slots, out.pages, strict=False):
+            if head:
+                self._write(job, slot, info)
+            else:
+                job.held.append((slot, info))
+        self._release(task.slots[len(out.pages) :])
+        job.next_page += len(out.pages)
+        if job.next_page < job.pages_total:
+            self.todo.appendleft(job)  # finish started files first: their slots are taken
+        else:
+            job.finished = True
+
+    def _write(self, job: _Job, slot: int, info: PageInfo) -> None:
+        self.writer.write_row(self.pool.arena.view(slot))
+        self._release([slot])
+        job.batch.rows.append((job, info))
+
+    def _lost(self, lo: Lost) -> None:
+        job, task = self.tasks.pop(lo.task.task_id)
+        job.busy = False
+        self._release(task.slots)
+        job.attempts += 1
+        log.warning("worker.restarted", reason=lo.reason, path=job.cand.path, detail=lo.detail)
+        if lo.reason == "decoder_crash" and job.attempts < MAX_CRASH_ATTEMPTS:
+            self.todo.appendleft(job)
+            return
+        size, mtime = job.version or _stat_version(job.cand.path)
+        self._fail(job, size, mtime, lo.reason, lo.detail)
+
+    def _fail(self, job: _Job, size: int, mtime_ns: int, reason: str, detail: str) -> None:
+        """Record the failure and take back any rows the file already had in this batch."""
+        job.failure = FailureRecord(job.cand.path, size, mtime_ns, reason, detail, now())
+        job.finished = True
+        self._release([s for s, _ in job.held])
+        job.held.clear()
+        rows = job.batch.rows
+        if job.batch is self.batches[0] and any(j is job for j, _ in rows):
+            base = self.writer.committed
+            for i in range(len(rows) - 1, -1, -1):
+                if rows[i][0] is job:
+                    last = len(rows) - 1
+                    if i != last:
+                        self.writer.move_row(base + last, base + i)
+                        rows[i] = rows[last]
+                    rows.pop()
+            self.writer.truncate_pending(base + len(rows))
+        log.warning("file.failed", path=job.cand.path, reason=reason, detail=detail)
+
+    def _commit_ready(self) -> None:
+        while self.batches and all(j.finished for j in self.batches[0].jobs):
+            batch = self.batches.popleft()
+            self._commit(batch)
+            if self.batches:
+                nxt = self.batches[0]
+                for job in nxt.jobs:
+                    for slot, info in job.held:
+                        self._write(job, slot, info)
+                    job.held.clear()
+
+    def _commit(self, batch: _Batch) -> None:
+        t0 = time.monotonic()
+        base = self.writer.committed
+        at = now()
+        records = [
+            RowRecord(
+                base + i,
+                j.cand.path,
+                info.page,
+                *(j.version or (-1, -1)),
+                j.content_hash,
+                info.height,
+                info.width,
+                info.dtype,
+                info.channels,
+                at,
+            )
+            for i, (j, info) in enumerate(batch.rows)
+        ]
+        failures = [j.failure for j in batch.jobs if j.failure is not None]
+        self.writer.commit(records, failures)
+        t1 = time.monotonic()
+        for j in batch.jobs:
+            self.in_flight_paths.pop(j.cand.path, None)
+        ingested = [
+            (j.cand, j.version, j.pages_total)
+            for j in batch.jobs
+            if j.version is not None and j.failure is None and not j.skipped
+        ]
+        info = CommitInfo(
+            batch.id,
+            len(records),
+            ingested,
+            [(j.cand, j.failure) for j in batch.jobs if j.failure is not None],
+            sum(1 for j in batch.jobs if j.skipped),
+            (t1 - t0) * 1000,
+            (t1 - batch.started) * 1000,
+            base,
+        )
+        if self.on_commit is not None:
+            self.on_commit(info)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def _stat_version(path: str) -> tuple[int, int]:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return (-1, -1)
+    return st.st_size, st.st_mtime_ns
