@@ -8,6 +8,7 @@ paths resolve against the folder of the config file, so a unit file can point at
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -156,7 +157,7 @@ class _Parser:
 
     def number(self, key: str, lo: float) -> float:
         v = self.raw[key]
-        if isinstance(v, bool) or not isinstance(v, int | float) or v <= lo:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= lo:
             raise self.err(key, f"must be a number > {lo}, got {v!r}")
         return float(v)
 
@@ -202,7 +203,9 @@ def _intensity(p: _Parser) -> str | tuple[float, float]:
     ok = (
         isinstance(v, list)
         and len(v) == 2
-        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+        and all(
+            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in v
+        )
         and v[0] < v[1]
     )
     if not ok:

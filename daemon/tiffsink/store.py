@@ -99,17 +99,24 @@ class DatasetWriter:
         try:
             self._open()
         except BaseException:
+            if hasattr(self, "conn"):
+                self.conn.close()
+            if hasattr(self, "_fd"):
+                os.close(self._fd)
             os.close(self._lock_fd)
             raise
 
     # -- opening and recovery -------------------------------------------------------
     def _open(self) -> None:
         images, idx = self.directory / IMAGES, self.directory / INDEX
-        fresh_index = not idx.exists()
         if not images.exists():
             self._create_images(images)
         self._fd = os.open(images, os.O_RDWR | os.O_CLOEXEC)
         self.conn = index.connect(idx)
+        # No meta yet means creation never committed (a crash right after connect made
+        # the file): the index is as good as absent.
+        self.conn.executescript(index.SCHEMA)
+        fresh_index = not index.read_meta(self.conn)
         if fresh_index:
             n_header = self._header()[0]
             if n_header:
@@ -123,7 +130,6 @@ class DatasetWriter:
             }
             index.create(self.conn, meta)
         else:
-            self.conn.executescript(index.SCHEMA)  # idempotent: adds newer tables/indexes
             check_spec(self.directory, index.read_meta(self.conn), self.spec)
         self._count_off = npyhead.count_offset(self.spec.row_shape, self.spec.dtype)
         self.recover()
@@ -247,8 +253,9 @@ class DatasetWriter:
     def close(self) -> None:
         """Cut pending rows (nothing else may have them) and release the lock."""
         with contextlib.suppress(Exception):
-            if self._poisoned is None and self.cursor != self.committed:
-                os.ftruncate(self._fd, self._offset(self.committed))
+            end = self._offset(self.committed)
+            if self._poisoned is None and os.fstat(self._fd).st_size > end:
+                os.ftruncate(self._fd, end)
         with contextlib.suppress(Exception):
             self.conn.close()
         with contextlib.suppress(Exception):
