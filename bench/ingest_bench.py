@@ -126,8 +126,9 @@ def _loop_d(files: list[str], q: mp.Queue) -> None:  # type: ignore[type-arg]
     q.put(time.perf_counter() - t0)
 
 
-def _loop_e(files: list[str], offset: int, nbytes: int, shape: tuple[int, int], dtype: str,
-            q: mp.Queue) -> None:  # type: ignore[type-arg]
+def _loop_e(
+    files: list[str], offset: int, nbytes: int, shape: tuple[int, int], dtype: str, q: mp.Queue
+) -> None:  # type: ignore[type-arg]
     cv2.setNumThreads(1)
     buf = np.empty(nbytes, np.uint8)
     src = buf.view(dtype).reshape(shape)
@@ -141,15 +142,22 @@ def _loop_e(files: list[str], offset: int, nbytes: int, shape: tuple[int, int], 
     q.put(time.perf_counter() - t0)
 
 
-def per_core(target: object, files: list[str], cores: int, extra: tuple[object, ...] = (),
-             env: dict[str, str] | None = None) -> float:
+def per_core(
+    target: object,
+    files: list[str],
+    cores: int,
+    extra: tuple[object, ...] = (),
+    env: dict[str, str] | None = None,
+) -> float:
     """One process per core over its share of the files; rate = files / slowest share."""
     ctx = mp.get_context("spawn")
     q: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
     saved = dict(os.environ)
     os.environ.update(env or {})
     try:
-        procs = [ctx.Process(target=target, args=(files[k::cores], *extra, q)) for k in range(cores)]
+        procs = [
+            ctx.Process(target=target, args=(files[k::cores], *extra, q)) for k in range(cores)
+        ]
         t0 = time.perf_counter()
         for p in procs:
             p.start()
@@ -183,8 +191,12 @@ def tiffsink_ingest(corpus: Path, dtype: str, cores: int, work: Path) -> tuple[f
         "print(json.dumps({'rows': s.rows, 'seconds': s.seconds, 'failures': dict(s.failures),"
         " 'maxrss_kib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(cfg), str(corpus)], check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(cfg), str(corpus)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     res = json.loads(out.stdout.strip().splitlines()[-1])
     if res["failures"]:
         raise SystemExit(f"unexpected failures: {res['failures']}")
@@ -213,8 +225,10 @@ def main() -> None:
     names = [str(p) for p in files]
     dtype = "uint8" if args.kind == "rgb8" else "uint16"
     size_mb = sum(p.stat().st_size for p in files) / 1e6
-    print(f"corpus: {len(files)} x {args.kind} {args.shape} ({size_mb / len(files):.1f} MB each)"
-          f", {cores} cores, output {OUT[0]}x{OUT[1]} {dtype}")
+    print(
+        f"corpus: {len(files)} x {args.kind} {args.shape} ({size_mb / len(files):.1f} MB each)"
+        f", {cores} cores, output {OUT[0]}x{OUT[1]} {dtype}"
+    )
     warm(files)
     skip = set(args.skip.split(","))
     r: dict[str, float] = {}
@@ -232,8 +246,9 @@ def main() -> None:
         with tifffile.TiffFile(files[0]) as tf:
             page = tf.pages[0]
             off, nbytes = page.dataoffsets[0], sum(page.databytecounts)
-        r["(e) raw read + resize per core"] = per_core(_loop_e, names, cores,
-                                                       (off, nbytes, shape, dtype))
+        r["(e) raw read + resize per core"] = per_core(
+            _loop_e, names, cores, (off, nbytes, shape, dtype)
+        )
     r["tiffsink ingest (again)"], rss2 = tiffsink_ingest(files[0].parent, dtype, cores, work)
     ours = (r["tiffsink ingest"] + r["tiffsink ingest (again)"]) / 2
     print(f"\n{'method':36s} {'img/s':>8s} {'tiffsink / method':>18s}")

@@ -81,12 +81,14 @@ def tiffsink_cmd() -> list[str]:
     return [sys.executable, "-m", "tiffsink"]
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     e = dict(os.environ)
     e.update(env or {})
-    return subprocess.run([*tiffsink_cmd(), *args], capture_output=True, text=True,
-                          timeout=timeout, env=e, cwd=cwd)
+    return subprocess.run(
+        [*tiffsink_cmd(), *args], capture_output=True, text=True, timeout=timeout, env=e, cwd=cwd
+    )
 
 
 def shm_leftovers() -> list[Path]:

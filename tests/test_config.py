@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from conftest import ROOT, write_config
 from tiffsink.config import (
     AFTER_INGEST,
     DTYPES,
@@ -24,6 +23,8 @@ from tiffsink.config import (
     parse_config,
 )
 from tiffsink.errors import ConfigError
+
+from conftest import ROOT, write_config
 
 SHIPPED = ROOT / "config.toml"
 

@@ -27,13 +27,14 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from conftest import run_cli, wait_for
 from tiffsink import failpoints, index, npyhead, open_dataset
 from tiffsink.config import ImageSpec
 from tiffsink.errors import DatasetError, DatasetLockedError, SpecMismatchError
 from tiffsink.index import FailureRecord, RowRecord
 from tiffsink.store import IMAGES, INDEX, DatasetWriter, lock_holder
 from tiffsink.verify import verify
+
+from conftest import run_cli, wait_for
 
 SPEC = ImageSpec(height=3, width=4, dtype="uint16")
 SPEC_RGB = ImageSpec(height=3, width=4, channels=3, dtype="uint8")

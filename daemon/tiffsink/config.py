@@ -273,9 +273,11 @@ def _listen(p: _Parser) -> str:
     v = p.string("listen")
     if v:
         host, sep, port = v.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
             raise p.err(
-                "listen", f'must be "" (off) or "HOST:PORT", e.g. "127.0.0.1:9464", got {v!r}'
+                "listen",
+                f'must be "" (off) or "HOST:PORT" (port 0 = any free port), '
+                f'e.g. "127.0.0.1:9464", got {v!r}',
             )
     return v
 

@@ -51,6 +51,8 @@ class Daemon:
         self.notifier = Notifier()
         self.health = Health()
         self.stop_signals = 0
+        # Files inotify saw written and not yet closed: they wait for their close event.
+        self.writing: set[str] = set()
         self._scans: list[threading.Thread] = []
         self._full_scan_pending = False
 
@@ -93,7 +95,7 @@ class Daemon:
             return  # gone already: nothing to ingest, and a disappearance is never acted on
         if os.path.isdir(path) and not os.path.islink(path):
             return
-        if kind in ("scan", "settle") and not self.settler.offer(path, st):
+        if kind in ("scan", "settle") and not self.settler.offer(path, st, self.writing):
             return
         self.settler.forget(path)
         self.batcher.add(Candidate(path, str(self.root), st.st_size, st.st_mtime_ns))
@@ -106,7 +108,13 @@ class Daemon:
             except queue.Empty:
                 break
             moved = True
-            if seen.kind in ("ready", "settle", "scan"):
+            if seen.kind == "writing":
+                self.writing.add(seen.path)
+            elif seen.kind == "gone":
+                self.writing.discard(seen.path)
+            elif seen.kind in ("ready", "settle", "scan"):
+                if seen.kind == "ready":
+                    self.writing.discard(seen.path)
                 self.consider(seen.path, seen.kind)
             elif seen.kind == "folder":
                 if not inside(seen.path, self.never_watch):
@@ -261,7 +269,7 @@ class Daemon:
                     return
             else:
                 self.drain()
-                for path, _st in self.settler.due():
+                for path, _st in self.settler.due(self.writing):
                     self.consider(path, "ready")
                 now = time.monotonic()
                 if not watcher.alive():

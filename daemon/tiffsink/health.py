@@ -15,6 +15,7 @@ from collections import Counter, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
 from prometheus_client import Counter as PCounter
 from prometheus_client.exposition import generate_latest
@@ -171,6 +172,12 @@ class Health:
                 pass
 
         self._server = ThreadingHTTPServer((host.strip("[]"), int(port)), Handler)
+        bound_host, bound_port = self._server.server_address[:2]
+        structlog.get_logger("tiffsink").info(
+            "metrics.listening",
+            address=f"{bound_host!s}:{bound_port}",
+            paths=["/metrics", "/healthz", "/status"],
+        )
         threading.Thread(
             target=self._server.serve_forever, daemon=True, name="tiffsink-metrics"
         ).start()

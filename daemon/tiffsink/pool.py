@@ -50,7 +50,7 @@ def sweep_stale_arenas() -> list[Path]:
     for p in _shm_dir().glob(f"{PREFIX}*"):
         pid = p.name[len(PREFIX) :].split("-", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(FileNotFoundError, PermissionError):  # another user's
                 p.unlink()
                 removed.append(p)
     return removed

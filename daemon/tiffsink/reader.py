@@ -8,6 +8,7 @@ batch during a commit, never lead it. `refresh()` picks up rows committed since.
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,13 @@ class Dataset:
         if not idx.exists() or not (self.directory / IMAGES).exists():
             raise DatasetError(self.directory, f"not a tiffsink dataset (no {INDEX} / {IMAGES})")
         self.conn = index.connect(idx, readonly=True)
-        self.meta: dict[str, Any] = index.read_meta(self.conn)
+        try:
+            self.meta: dict[str, Any] = index.read_meta(self.conn)
+        except sqlite3.DatabaseError:
+            self.meta = {}
+        if "image" not in self.meta:
+            self.conn.close()
+            raise DatasetError(self.directory, "dataset is still being created (no meta yet)")
         image = self.meta["image"]
         self.dtype = np.dtype(image["dtype"]).newbyteorder("<")
         c = int(image["channels"])

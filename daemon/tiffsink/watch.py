@@ -23,6 +23,7 @@ from watchdog.events import (
     DirMovedEvent,
     FileClosedEvent,
     FileCreatedEvent,
+    FileDeletedEvent,
     FileModifiedEvent,
     FileMovedEvent,
     FileSystemEvent,
@@ -55,12 +56,21 @@ class _Enqueue(FileSystemEventHandler):
         if isinstance(event, FileClosedEvent):
             self.q.put(Seen("ready", src))
         elif isinstance(event, FileMovedEvent):
+            self.q.put(Seen("gone", src))
             self.q.put(Seen("ready", os.fsdecode(event.dest_path)))
+        elif isinstance(event, FileDeletedEvent):
+            self.q.put(Seen("gone", src))
         elif isinstance(event, DirMovedEvent):
             self.q.put(Seen("folder", os.fsdecode(event.dest_path)))
         elif isinstance(event, DirCreatedEvent):
             self.q.put(Seen("folder", src))
-        elif self.polling and isinstance(event, FileCreatedEvent | FileModifiedEvent):
+        elif isinstance(event, FileModifiedEvent):
+            # inotify: a writer has it open and its close event will follow; polling: no
+            # close event ever comes, so the file must settle.
+            self.q.put(Seen("settle" if self.polling else "writing", src))
+        elif isinstance(event, FileCreatedEvent):
+            # Also what inotify reports for a file moved in from outside the watch (no
+            # IN_MOVED_FROM to pair with): no close follows that, so it must settle.
             self.q.put(Seen("settle", src))
 
 
@@ -130,9 +140,15 @@ class Settler:
     def __len__(self) -> int:
         return len(self._watch)
 
-    def offer(self, path: str, st: os.stat_result) -> bool:
+    def offer(
+        self, path: str, st: os.stat_result, writing: set[str] | frozenset[str] = frozenset()
+    ) -> bool:
         """True when the file is ready now; otherwise it is watched until it settles."""
-        if self.trust_mtime and time.time_ns() - st.st_mtime_ns >= self.settle_s * 1e9:
+        if (
+            self.trust_mtime
+            and path not in writing
+            and time.time_ns() - st.st_mtime_ns >= self.settle_s * 1e9
+        ):
             self._watch.pop(path, None)
             return True
         if path not in self._watch:
@@ -142,12 +158,17 @@ class Settler:
     def forget(self, path: str) -> None:
         self._watch.pop(path, None)
 
-    def due(self) -> list[tuple[str, os.stat_result]]:
-        """Files whose size/mtime held still for settle_ms; vanished ones are dropped."""
+    def due(
+        self, writing: set[str] | frozenset[str] = frozenset()
+    ) -> list[tuple[str, os.stat_result]]:
+        """Files whose size/mtime held still for settle_ms; vanished ones are dropped.
+
+        Paths in `writing` (inotify saw writes and no close yet) never settle: a writer
+        pausing between chunks is not a finished file, its close event decides."""
         now = time.monotonic()
         out = []
         for path, (size, mtime, since) in list(self._watch.items()):
-            if now - since < self.settle_s:
+            if now - since < self.settle_s or path in writing:
                 continue
             try:
                 st = os.stat(path, follow_symlinks=False)
