@@ -112,3 +112,11 @@ def no_shm_leak() -> Iterator[None]:
     yield
     leaked = [p for p in set(shm_leftovers()) - before if not _pid_alive(int(p.name.split("-")[1]))]
     assert leaked == [], f"shared-memory segments left behind: {leaked}"
+
+
+@pytest.fixture(autouse=True)
+def _reap_daemons() -> Iterator[None]:
+    """Never leave a daemon of a failed test running (it would load later tests)."""
+    yield
+    if "daemon_harness" in sys.modules:
+        sys.modules["daemon_harness"].reap()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -18,6 +19,18 @@ from tiffsink.errors import TiffsinkError
 
 from conftest import small_sections, tiffsink_cmd, wait_for, write_config
 
+LIVE: list[DaemonProc] = []  # killed by conftest's reaper after each test
+
+
+def reap() -> None:
+    """Kill what a failed test left running (daemon and workers, by process group)."""
+    while LIVE:
+        d = LIVE.pop()
+        if d.proc is not None and d.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(d.proc.pid, signal.SIGKILL)
+            d.proc.wait(30)
+
 
 class DaemonProc:
     def __init__(self, tmp: Path, env: dict[str, str] | None = None, **sections: dict[str, Any]):
@@ -30,6 +43,8 @@ class DaemonProc:
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
+        self.start_cmd_prefix: list[str] = []  # e.g. ["fiu-run", "-x"]
+        LIVE.append(self)
 
     @property
     def log_path(self) -> Path:
@@ -39,7 +54,7 @@ class DaemonProc:
         self.runs += 1
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in wait()
         self.proc = subprocess.Popen(
-            [*tiffsink_cmd(), "run", "--config", str(self.config)],
+            [*self.start_cmd_prefix, *tiffsink_cmd(), "run", "--config", str(self.config)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=self.env,

@@ -13,7 +13,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from .config import Config, load_config
-from .errors import TiffsinkError
+from .errors import DatasetIOError, TiffsinkError
+
+EX_TEMPFAIL = 75
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -197,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except DatasetIOError as e:
+        # Not a config problem: a restart (systemd's Restart=on-failure) recovers.
+        print(f"tiffsink: I/O error: {e}", file=sys.stderr)
+        return EX_TEMPFAIL
     except TiffsinkError as e:
         print(f"tiffsink: error: {e}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ flight and exits 0; a second signal exits at once and recovery handles the rest.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import shutil
@@ -23,6 +24,7 @@ import structlog
 from . import failpoints, index
 from .batch import Batcher
 from .config import Config
+from .errors import DatasetIOError
 from .health import Health
 from .pipeline import Candidate, CommitInfo, Pipeline
 from .pool import sweep_stale_arenas
@@ -53,6 +55,7 @@ class Daemon:
         self.stop_signals = 0
         # Files inotify saw written and not yet closed: they wait for their close event.
         self.writing: set[str] = set()
+        self._early: list[Seen] = []  # taken off the queue while waiting idle
         self._scans: list[threading.Thread] = []
         self._full_scan_pending = False
 
@@ -100,13 +103,21 @@ class Daemon:
         self.settler.forget(path)
         self.batcher.add(Candidate(path, str(self.root), st.st_size, st.st_mtime_ns))
 
+    def idle_wait(self, timeout_s: float) -> None:
+        """Sleep until the observer or a scanner reports something, or `timeout_s`."""
+        with contextlib.suppress(queue.Empty):
+            self._early.append(self.q.get(timeout=timeout_s))
+
     def drain(self, limit: int = 5000) -> bool:
         moved = False
         for _ in range(limit):
-            try:
-                seen = self.q.get_nowait()
-            except queue.Empty:
-                break
+            if self._early:
+                seen = self._early.pop()
+            else:
+                try:
+                    seen = self.q.get_nowait()
+                except queue.Empty:
+                    break
             moved = True
             if seen.kind == "writing":
                 self.writing.add(seen.path)
@@ -234,6 +245,7 @@ class Daemon:
         for s in (signal.SIGTERM, signal.SIGINT):
             signal.signal(s, self.on_signal)
         self.pipeline = Pipeline(cfg, writer, self.on_commit, requeue=self.batcher.add)
+        self.pipeline.idle_wait = self.idle_wait
         watcher = Watcher(cfg.watch, self.q)
         try:
             watcher.start()
@@ -247,7 +259,11 @@ class Daemon:
                 workers=cfg.workers.resolved_count(),
                 pid=os.getpid(),
             )
-            self.loop(watcher)
+            try:
+                self.loop(watcher)
+            except DatasetIOError as e:
+                log.error("dataset.io_error", detail=str(e), action="exit 75; restart recovers")
+                raise
             self.notifier.notify("STOPPING=1")
         finally:
             watcher.close()

@@ -220,6 +220,8 @@ class Decoder:
                 for i, out in zip(range(first, total), outs, strict=False):
                     page = _guard(path, pages.__getitem__, i)
                     shaped = tuple(int(x) for x in page.shaped)
+                    if min(shaped) <= 0:  # cv2.resize would fail on it with cv2.error
+                        raise DecodeError(path, "corrupt", f"page {i} has empty shape {shaped}")
                     self._check_pixels(path, i, shaped[1] * shaped[2] * shaped[3])
                     ends = [
                         o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)

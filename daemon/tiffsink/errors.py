@@ -31,6 +31,17 @@ class DatasetError(TiffsinkError):
     """The dataset cannot be used as asked (corrupt, incompatible, unreadable)."""
 
 
+class DatasetIOError(DatasetError):
+    """An I/O error (EIO, ENOSPC from fsync) while committing: never retried in-process.
+
+    The CLI exits with EX_TEMPFAIL (75) so systemd restarts the service and recovery runs.
+    """
+
+
+class DatasetFullError(DatasetError):
+    """No space for the rows or index of a batch: nothing was committed, try again later."""
+
+
 class DatasetLockedError(DatasetError):
     """Another process holds the dataset's writer lock."""
 

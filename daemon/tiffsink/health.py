@@ -115,6 +115,8 @@ class Health:
         """None when healthy, else why not (the text /healthz returns with 503)."""
         if self.watcher is not None and not self.watcher.alive():
             return "observer thread is not running"
+        if self.pipeline is not None and self.pipeline.full_since is not None:
+            return "dataset disk is full: intake paused until space returns"
         busy = self.pipeline is not None and not self.pipeline.idle()
         if busy and time.monotonic() - self.last_commit_mono > self.stall_s:
             return f"pipeline has work but committed nothing for {self.stall_s:.0f} s"

@@ -20,6 +20,7 @@ import structlog
 
 from .config import Config
 from .decode import PageInfo
+from .errors import DatasetFullError
 from .index import FailureRecord, RowRecord, now
 from .pool import Lost, Pool
 from .store import DatasetWriter
@@ -27,6 +28,7 @@ from .worker import Failure, Result, Task
 
 log = structlog.get_logger("tiffsink")
 
+FULL_RECHECK_S = 5.0
 MAX_CRASH_ATTEMPTS = 2  # a crash may be the machine's fault (OOM killer): try once more
 
 
@@ -63,6 +65,7 @@ class _Batch:
     jobs: list[_Job] = field(default_factory=list)
     rows: list[tuple[_Job, PageInfo]] = field(default_factory=list)  # pending rows, in order
     started: float = field(default_factory=time.monotonic)
+    aborted: bool = False  # disk full: its files went back to the queue
 
 
 @dataclass
@@ -98,11 +101,40 @@ class Pipeline:
         self.tasks: dict[int, tuple[_Job, Task]] = {}
         self.in_flight_paths: dict[str, _Job] = {}
         self._ids = 0
+        self.max_files = config.batch.max_files
+        # How to pass time when no worker is busy; the daemon wakes on its event queue.
+        self.idle_wait: Callable[[float], None] = time.sleep
+        self.full_since: float | None = None
+        self._full_checked = 0.0
 
     # -- intake ---------------------------------------------------------------------
     def can_accept(self) -> bool:
-        """At most two batches: one writing/committing, one decoding ahead of it."""
+        """At most two batches: one writing/committing, one decoding ahead of it; none
+        while the dataset's disk is full."""
+        if self.full_since is not None and not self._space_back():
+            return False
         return len(self.batches) < 2
+
+    def _space_back(self) -> bool:
+        """Re-check free space at most every few seconds; enough for two batches resumes."""
+        now_m = time.monotonic()
+        if now_m - self._full_checked < FULL_RECHECK_S:
+            return False
+        self._full_checked = now_m
+        st = os.statvfs(self.writer.directory)
+        free = st.f_bavail * st.f_frsize
+        need = 2 * self.max_files * self.writer.row_bytes + (1 << 20)
+        if free < need:
+            log.warning(
+                "dataset.disk_full",
+                free_bytes=free,
+                need_bytes=need,
+                since_s=round(now_m - (self.full_since or now_m)),
+            )
+            return False
+        log.info("dataset.space_available", free_bytes=free)
+        self.full_since = None
+        return True
 
     def idle(self) -> bool:
         return not self.batches
@@ -137,14 +169,43 @@ class Pipeline:
     # -- the loop's one step ----------------------------------------------------------
     def step(self, timeout_s: float) -> None:
         """Wait up to `timeout_s` for worker results, handle them, commit what is complete."""
-        if self.tasks:
-            done, lost = self.pool.poll(timeout_s)
-            for task, out in done:
-                self._finish(task, out)
-            for lo in lost:
-                self._lost(lo)
-        self._commit_ready()
-        self._dispatch()
+        try:
+            if not self.tasks:
+                self.idle_wait(timeout_s)
+            else:
+                done, lost = self.pool.poll(timeout_s)
+                for task, out in done:
+                    self._finish(task, out)
+                for lo in lost:
+                    self._lost(lo)
+            self._commit_ready()
+            self._dispatch()
+        except DatasetFullError as e:
+            self._disk_full(e)
+
+    def _disk_full(self, err: DatasetFullError) -> None:
+        """Give back the uncommitted rows and their space; every file of the open batches
+        goes back to the queue; intake pauses until there is room again."""
+        self.writer.discard_pending()
+        files = 0
+        for batch in self.batches:
+            batch.aborted = True
+            for job in batch.jobs:
+                self._release([s for s, _ in job.held])
+                job.held.clear()
+                self.in_flight_paths.pop(job.cand.path, None)
+                if self.requeue is not None:
+                    self.requeue(job.cand)
+                files += 1
+        self.batches.clear()
+        self.todo.clear()
+        self.full_since = self._full_checked = time.monotonic()
+        log.error(
+            "dataset.disk_full",
+            detail=str(err),
+            files_requeued=files,
+            action="nothing of the open batches was committed; paused until space returns",
+        )
 
     def _dispatch(self) -> None:
         arena = self.pool.arena
@@ -166,6 +227,9 @@ class Pipeline:
     def _finish(self, task: Task, out: Result | Failure) -> None:
         job, _ = self.tasks.pop(task.task_id)
         job.busy = False
+        if job.batch.aborted:
+            self._release(task.slots)
+            return
         if isinstance(out, Failure):
             self._release(task.slots)
             self._fail(job, out.size, out.mtime_ns, out.reason, out.detail)
@@ -204,6 +268,8 @@ class Pipeline:
         job, task = self.tasks.pop(lo.task.task_id)
         job.busy = False
         self._release(task.slots)
+        if job.batch.aborted:
+            return
         job.attempts += 1
         log.warning("worker.restarted", reason=lo.reason, path=job.cand.path, detail=lo.detail)
         if lo.reason == "decoder_crash" and job.attempts < MAX_CRASH_ATTEMPTS:

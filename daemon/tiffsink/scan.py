@@ -4,7 +4,9 @@ Shared by the backfill and by the daemon's reconciliation scans. Matching is on 
 base name, case-insensitive (instruments write .TIF as often as .tif); hidden and
 temporary names are never matches, so a file is picked up only under its final name.
 Symlinked folders are not descended (a loop or an escape from the root); symlinked
-and special files are yielded, so the decoder records why they are refused.
+and special files are yielded, so the decoder records why they are refused. A path that
+is not valid UTF-8 (a stray Latin-1 byte from an old instrument) is never a match: the
+index stores paths as UTF-8 text, so it is logged once and left for a person to rename.
 """
 
 from __future__ import annotations
@@ -15,17 +17,36 @@ import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import structlog
+
+log = structlog.get_logger("tiffsink")
+
 
 class NameFilter:
     def __init__(self, patterns: Iterable[str], ignore: Iterable[str]) -> None:
         self.patterns = [p.lower() for p in patterns]
         self.ignore = [p.lower() for p in ignore]
+        self._unsupported: set[str] = set()  # undecodable paths already logged
 
     def __call__(self, path: str) -> bool:
         name = os.path.basename(path).lower()
         if any(fnmatch.fnmatchcase(name, p) for p in self.ignore):
             return False
-        return any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
+        if not any(fnmatch.fnmatchcase(name, p) for p in self.patterns):
+            return False
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:  # os.fsdecode's surrogates: SQLite cannot store them
+            if path not in self._unsupported:
+                self._unsupported.add(path)
+                shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                log.warning(
+                    "file.unsupported_name",
+                    path=shown,
+                    detail="path is not valid UTF-8; rename the file to ingest it",
+                )
+            return False
+        return True
 
 
 def walk(

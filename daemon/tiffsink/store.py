@@ -18,18 +18,33 @@ import contextlib
 import errno
 import fcntl
 import os
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from . import __version__, failpoints, index, npyhead
 from .config import ImageSpec
-from .errors import DatasetError, DatasetLockedError, SpecMismatchError
+from .errors import (
+    DatasetError,
+    DatasetFullError,
+    DatasetIOError,
+    DatasetLockedError,
+    SpecMismatchError,
+)
 from .index import FailureRecord, RowRecord
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 IMAGES = "images.npy"
 INDEX = "index.sqlite"
 LOCK = "writer.lock"
+
+
+def _name(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.errno:
+        return f"{errno.errorcode.get(e.errno, 'errno ' + str(e.errno))} ({e.strerror})"
+    return f"{type(e).__name__}: {e}"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -204,11 +219,21 @@ class DatasetWriter:
         row = self.cursor
         off = self._offset(row)
         view = memoryview(data)
-        while view:
-            n = os.pwrite(self._fd, view, off)
-            view, off = view[n:], off + n
+        try:
+            while view:
+                n = os.pwrite(self._fd, view, off)
+                view, off = view[n:], off + n
+        except OSError as e:
+            if e.errno in _FULL:
+                raise DatasetFullError(self.directory / IMAGES, f"{_name(e)} writing rows") from e
+            raise
         self.cursor = row + 1
         return row
+
+    def discard_pending(self) -> None:
+        """Drop every pending row and give its disk space back (after a write failed)."""
+        self.cursor = self.committed
+        os.ftruncate(self._fd, self._offset(self.committed))
 
     def move_row(self, src: int, dst: int) -> None:
         """Copy a pending row onto another pending row (to close a gap left by a failed file)."""
@@ -234,17 +259,25 @@ class DatasetWriter:
             if rows:
                 os.fdatasync(self._fd)
             failpoints.hit("after_data_fsync")
-            index.insert(self.conn, rows, failures)
+            try:
+                index.insert(self.conn, rows, failures)
+            except sqlite3.OperationalError as e:
+                # SQLITE_FULL rolls the transaction back: nothing committed, retry later.
+                if "full" in str(e).lower():
+                    raise DatasetFullError(self.directory / INDEX, f"index: {e}") from e
+                raise
             failpoints.hit("after_index_commit")
             self.committed = self.cursor
             if rows:
                 npyhead.write_count(self._fd, self.committed, self._count_off)
             failpoints.hit("after_header_rewrite")
-        except OSError as e:
+        except (OSError, sqlite3.DatabaseError) as e:
+            if isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.OperationalError):
+                raise
             self._poisoned = e
-            what = errno.errorcode.get(e.errno or 0, "error")
-            raise DatasetError(
-                self.directory / IMAGES, f"{what} while committing ({e.strerror}); not retried"
+            raise DatasetIOError(
+                self.directory / IMAGES,
+                f"{_name(e)} while committing; not retried: the process must restart and recover",
             ) from e
 
     def known(self, versions: Sequence[tuple[str, int, int]]) -> set[tuple[str, int, int]]:
