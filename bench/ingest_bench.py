@@ -182,14 +182,20 @@ def tiffsink_ingest(corpus: Path, dtype: str, cores: int, work: Path) -> tuple[f
         f'[workers]\ncount = {cores}\n[dataset]\ndirectory = "{ds}"\n[log]\nlevel = "warning"\n'
     )
     code = (
-        "import json, resource, sys, time\n"
+        "import json, sys, time\n"
+        # VmHWM, not ru_maxrss: ru_maxrss survives exec, so it would report the
+        # peak of the bench process that forked this one.
+        "def hwm():\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith('VmHWM:'):\n"
+        "            return int(line.split()[1])\n"
         "from pathlib import Path\n"
         "from tiffsink.config import load_config\nfrom tiffsink.ingest import ingest\n"
         "from tiffsink import logs\n"
         "cfg = load_config(sys.argv[1]); logs.setup(cfg.log, sys.stderr)\n"
         "s = ingest(cfg, [Path(sys.argv[2])], progress=False)\n"
         "print(json.dumps({'rows': s.rows, 'seconds': s.seconds, 'failures': dict(s.failures),"
-        " 'maxrss_kib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))\n"
+        " 'maxrss_kib': hwm()}))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(cfg), str(corpus)],

@@ -213,16 +213,12 @@ class Daemon:
 
     def finish_known(self, path: str) -> None:
         """A scan found a committed (or failed) version still in the inbox: act on it now."""
-        conn = self.pipeline.writer.conn
         try:
             st = os.stat(path, follow_symlinks=False)
         except OSError:
             return
         v = (st.st_size, st.st_mtime_ns)
-        rows = conn.execute(
-            "SELECT 1 FROM images WHERE source=? AND size=? AND mtime_ns=?", (path, *v)
-        ).fetchone()
-        if rows:
+        if self.pipeline.writer.ingested(path, *v):
             self.after_ingest(path, v)
         else:
             self.after_failure(path, v)

@@ -82,7 +82,8 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
     else:
-        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        # Used by the pipeline's committer thread; never by two threads at once.
+        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=30000")

@@ -14,6 +14,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import structlog
@@ -29,6 +30,7 @@ from .worker import Failure, Result, Task
 log = structlog.get_logger("tiffsink")
 
 FULL_RECHECK_S = 5.0
+COMMIT_POLL_S = 0.005  # how often to look for a finished commit while one runs
 MAX_CRASH_ATTEMPTS = 2  # a crash may be the machine's fault (OOM killer): try once more
 
 
@@ -65,6 +67,7 @@ class _Batch:
     jobs: list[_Job] = field(default_factory=list)
     rows: list[tuple[_Job, PageInfo]] = field(default_factory=list)  # pending rows, in order
     started: float = field(default_factory=time.monotonic)
+    base: int = -1  # its first row; set when it becomes the head
     aborted: bool = False  # disk full: its files went back to the queue
 
 
@@ -105,6 +108,9 @@ class Pipeline:
         # How to pass time when no worker is busy; the daemon wakes on its event queue.
         self.idle_wait: Callable[[float], None] = time.sleep
         self.full_since: float | None = None
+        # Commits run in their own thread so fsync never stalls dispatch; at most one.
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="tiffsink-commit")
+        self.committing: tuple[_Batch, Future[float]] | None = None
         self._full_checked = 0.0
 
     # -- intake ---------------------------------------------------------------------
@@ -137,10 +143,11 @@ class Pipeline:
         return True
 
     def idle(self) -> bool:
-        return not self.batches
+        return not self.batches and self.committing is None
 
     def pending_files(self) -> int:
-        return sum(len(b.jobs) for b in self.batches)
+        n = sum(len(b.jobs) for b in self.batches)
+        return n + (len(self.committing[0].jobs) if self.committing else 0)
 
     def submit(self, cands: list[Candidate]) -> None:
         self._ids += 1
@@ -163,12 +170,16 @@ class Pipeline:
             batch.jobs.append(job)
             self.in_flight_paths[c.path] = job
             self.todo.append(job)
+        if not self.batches:
+            batch.base = self.writer.cursor  # the head: its rows are written as they come
         self.batches.append(batch)
         self._dispatch()
 
     # -- the loop's one step ----------------------------------------------------------
     def step(self, timeout_s: float) -> None:
         """Wait up to `timeout_s` for worker results, handle them, commit what is complete."""
+        if self.committing is not None:
+            timeout_s = min(timeout_s, COMMIT_POLL_S)
         try:
             if not self.tasks:
                 self.idle_wait(timeout_s)
@@ -178,6 +189,7 @@ class Pipeline:
                     self._finish(task, out)
                 for lo in lost:
                     self._lost(lo)
+            self._reap_commit(wait=False)
             self._commit_ready()
             self._dispatch()
         except DatasetFullError as e:
@@ -186,9 +198,17 @@ class Pipeline:
     def _disk_full(self, err: DatasetFullError) -> None:
         """Give back the uncommitted rows and their space; every file of the open batches
         goes back to the queue; intake pauses until there is room again."""
-        self.writer.discard_pending()
+        failed = []
+        if self.committing is not None:
+            batch = self.committing[0]
+            try:
+                self._reap_commit(wait=True)  # a commit already running may well succeed
+            except DatasetFullError:
+                failed.append(batch)
+                self.committing = None
+        self.writer.discard_pending()  # only now: no commit is reading the file any more
         files = 0
-        for batch in self.batches:
+        for batch in [*failed, *self.batches]:
             batch.aborted = True
             for job in batch.jobs:
                 self._release([s for s, _ in job.held])
@@ -286,7 +306,7 @@ class Pipeline:
         job.held.clear()
         rows = job.batch.rows
         if job.batch is self.batches[0] and any(j is job for j, _ in rows):
-            base = self.writer.committed
+            base = job.batch.base
             for i in range(len(rows) - 1, -1, -1):
                 if rows[i][0] is job:
                     last = len(rows) - 1
@@ -298,19 +318,24 @@ class Pipeline:
         log.warning("file.failed", path=job.cand.path, reason=reason, detail=detail)
 
     def _commit_ready(self) -> None:
-        while self.batches and all(j.finished for j in self.batches[0].jobs):
-            batch = self.batches.popleft()
-            self._commit(batch)
-            if self.batches:
-                nxt = self.batches[0]
-                for job in nxt.jobs:
-                    for slot, info in job.held:
-                        self._write(job, slot, info)
-                    job.held.clear()
+        """Hand the head batch to the committer once all its files are resolved; the next
+        batch becomes the head and writes its decoded pages while the commit fsyncs."""
+        if self.committing is not None or not self.batches:
+            return
+        if not all(j.finished for j in self.batches[0].jobs):
+            return
+        batch = self.batches.popleft()
+        self._start_commit(batch)
+        if self.batches:
+            nxt = self.batches[0]
+            nxt.base = self.writer.cursor
+            for job in nxt.jobs:
+                for slot, info in job.held:
+                    self._write(job, slot, info)
+                job.held.clear()
 
-    def _commit(self, batch: _Batch) -> None:
-        t0 = time.monotonic()
-        base = self.writer.committed
+    def _start_commit(self, batch: _Batch) -> None:
+        base = batch.base
         at = now()
         records = [
             RowRecord(
@@ -328,8 +353,33 @@ class Pipeline:
             for i, (j, info) in enumerate(batch.rows)
         ]
         failures = [j.failure for j in batch.jobs if j.failure is not None]
+        fut = self._committer.submit(self._timed_commit, records, failures)
+        self.committing = (batch, fut)
+
+    def _timed_commit(self, records: list[RowRecord], failures: list[FailureRecord]) -> float:
+        t0 = time.monotonic()
         self.writer.commit(records, failures)
+        return (time.monotonic() - t0) * 1000
+
+    def _reap_commit(self, wait: bool) -> None:
+        """Finish a commit the committer thread completed: callbacks run here, in the
+        supervisor's thread. Its errors (disk full, EIO) surface here too."""
+        if self.committing is None:
+            return
+        batch, fut = self.committing
+        if not wait and not fut.done():
+            return
+        try:
+            commit_ms = fut.result()
+        except DatasetFullError:
+            raise  # _disk_full requeues this batch's files
+        except BaseException:
+            self.committing = None
+            raise
+        self.committing = None
         t1 = time.monotonic()
+        base = batch.base
+        n_rows = len(batch.rows)
         for j in batch.jobs:
             self.in_flight_paths.pop(j.cand.path, None)
         ingested = [
@@ -339,11 +389,11 @@ class Pipeline:
         ]
         info = CommitInfo(
             batch.id,
-            len(records),
+            n_rows,
             ingested,
             [(j.cand, j.failure) for j in batch.jobs if j.failure is not None],
             sum(1 for j in batch.jobs if j.skipped),
-            (t1 - t0) * 1000,
+            commit_ms,
             (t1 - batch.started) * 1000,
             base,
         )
@@ -351,7 +401,12 @@ class Pipeline:
             self.on_commit(info)
 
     def close(self) -> None:
-        self.pool.close()
+        """Wait for a commit in flight (so a stop never drops a finished batch)."""
+        try:
+            self._reap_commit(wait=True)
+        finally:
+            self._committer.shutdown(wait=True)
+            self.pool.close()
 
 
 def _stat_version(path: str) -> tuple[int, int]:

@@ -106,6 +106,7 @@ class DatasetWriter:
         self.spec = spec
         self.row_bytes = spec.row_bytes
         self._poisoned: BaseException | None = None
+        self._lookup: sqlite3.Connection | None = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -252,8 +253,8 @@ class DatasetWriter:
         """Make pending rows committed..committed+len(rows)-1 and the failures durable."""
         self._check()
         expect = list(range(self.committed, self.committed + len(rows)))
-        if [r.row for r in rows] != expect or self.committed + len(rows) != self.cursor:
-            raise ValueError("commit must cover exactly the pending rows, in order")
+        if [r.row for r in rows] != expect or self.committed + len(rows) > self.cursor:
+            raise ValueError("commit must cover the first pending rows, in order")
         failpoints.hit("after_data_write")
         try:
             if rows:
@@ -267,7 +268,7 @@ class DatasetWriter:
                     raise DatasetFullError(self.directory / INDEX, f"index: {e}") from e
                 raise
             failpoints.hit("after_index_commit")
-            self.committed = self.cursor
+            self.committed += len(rows)
             if rows:
                 npyhead.write_count(self._fd, self.committed, self._count_off)
             failpoints.hit("after_header_rewrite")
@@ -281,7 +282,19 @@ class DatasetWriter:
             ) from e
 
     def known(self, versions: Sequence[tuple[str, int, int]]) -> set[tuple[str, int, int]]:
-        return index.known_versions(self.conn, versions)
+        """Versions with committed rows or failures (a separate connection, so lookups
+        from the supervisor never wait on a commit running in the committer thread)."""
+        if self._lookup is None:
+            self._lookup = index.connect(self.directory / INDEX, readonly=True)
+            self._lookup.execute("PRAGMA query_only=1")
+        return index.known_versions(self._lookup, versions)
+
+    def ingested(self, source: str, size: int, mtime_ns: int) -> bool:
+        """Whether this version has rows (not just a failure record)."""
+        self.known([])
+        assert self._lookup is not None
+        q = "SELECT 1 FROM images WHERE source=? AND size=? AND mtime_ns=? LIMIT 1"
+        return self._lookup.execute(q, (source, size, mtime_ns)).fetchone() is not None
 
     def close(self) -> None:
         """Cut pending rows (nothing else may have them) and release the lock."""
@@ -291,6 +304,9 @@ class DatasetWriter:
                 os.ftruncate(self._fd, end)
         with contextlib.suppress(Exception):
             self.conn.close()
+        if self._lookup is not None:
+            with contextlib.suppress(Exception):
+                self._lookup.close()
         with contextlib.suppress(Exception):
             os.close(self._fd)
         with contextlib.suppress(Exception):
