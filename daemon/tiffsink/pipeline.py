@@ -230,7 +230,12 @@ class Pipeline:
     def _dispatch(self) -> None:
         arena = self.pool.arena
         while self.todo and arena.free and self.pool.capacity > 0:
-            job = self.todo.popleft()
+            job = self.todo[0]
+            if job.batch is not self.batches[0] and self._ahead_slots() >= arena.n // 2:
+                # Decoding ahead holds its slots until its batch is the head; keep half
+                # of them for the head, or a multi-page head file could wait forever.
+                break
+            self.todo.popleft()
             n = min(self.chunk, len(arena.free))
             if job.version is not None:
                 n = min(n, job.pages_total - job.next_page)
@@ -240,6 +245,12 @@ class Pipeline:
             self.tasks[task.task_id] = (job, task)
             job.busy = True
             self.pool.submit(task)
+
+    def _ahead_slots(self) -> int:
+        """Slots taken by batches behind the head (decoding or holding pages)."""
+        head = self.batches[0]
+        held = sum(len(j.held) for b in list(self.batches)[1:] for j in b.jobs)
+        return held + sum(len(t.slots) for j, t in self.tasks.values() if j.batch is not head)
 
     def _release(self, slots: tuple[int, ...] | list[int]) -> None:
         self.pool.arena.free.extend(slots)
@@ -252,7 +263,12 @@ class Pipeline:
             return
         if isinstance(out, Failure):
             self._release(task.slots)
-            self._fail(job, out.size, out.mtime_ns, out.reason, out.detail)
+            size, mtime = out.size, out.mtime_ns
+            if size < 0 and job.cand.size is not None and job.cand.mtime_ns is not None:
+                # Refused before it was opened (FIFO, symlink): record the version the
+                # feeder saw, so a rescan finds it known instead of retrying it forever.
+                size, mtime = job.cand.size, job.cand.mtime_ns
+            self._fail(job, size, mtime, out.reason, out.detail)
             return
         if job.version is None:
             version = (out.size, out.mtime_ns)
