@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -129,7 +130,11 @@ def cmd_install_service(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tiffsink", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="tiffsink",
+        description="Every TIFF that lands in a folder, exactly once, in one growing "
+        "memory-mappable dataset (images.npy + index.sqlite).",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_config(sp: argparse.ArgumentParser) -> None:
@@ -197,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command not in ("run", "ingest"):
+        # `tiffsink status | head` should end quietly, like any Unix tool.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         return int(args.func(args))
     except DatasetIOError as e:
