@@ -53,6 +53,7 @@ class Daemon:
         self.notifier = Notifier()
         self.health = Health()
         self.stop_signals = 0
+        self.stop_signal_name = ""
         # Files inotify saw written and not yet closed: they wait for their close event.
         self.writing: set[str] = set()
         self._early: list[Seen] = []  # taken off the queue while waiting idle
@@ -225,11 +226,13 @@ class Daemon:
 
     # -- lifecycle --------------------------------------------------------------------
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        """Only set a flag: logging here could deadlock on the logger's lock if the
+        signal interrupted a log write; the loop logs `daemon.stopping` instead."""
         self.stop_signals += 1
+        self.stop_signal_name = signal.Signals(signum).name
         if self.stop_signals > 1:
-            log.warning("daemon.abort", signal=signal.Signals(signum).name)
+            os.write(2, b"tiffsink: second signal, exiting at once; recovery runs at next start\n")
             os._exit(1)
-        log.info("daemon.stopping", signal=signal.Signals(signum).name)
 
     def run(self) -> int:
         cfg = self.cfg
@@ -275,8 +278,16 @@ class Daemon:
         next_rescan = time.monotonic() + rescan_s if rescan_s else float("inf")
         wd_every = watchdog_interval_s()
         next_wd = next_status = 0.0
+        stopping_logged = False
         while True:
             if self.stop_signals:
+                if not stopping_logged:
+                    stopping_logged = True
+                    log.info(
+                        "daemon.stopping",
+                        signal=self.stop_signal_name,
+                        pending_batches=not self.pipeline.idle(),
+                    )
                 if self.pipeline.idle():
                     return
             else:

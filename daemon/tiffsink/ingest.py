@@ -160,20 +160,17 @@ def ingest(config: Config, sources: list[Path], progress: bool | None = None) ->
     stop = {"n": 0}
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        # Only a flag (logging in a handler can deadlock); the loop below reports it.
         stop["n"] += 1
         if stop["n"] > 1:
             raise KeyboardInterrupt
-        log.warning(
-            "ingest.stopping",
-            signal=signal.Signals(signum).name,
-            detail="committing the batch in flight; press again to stop at once",
-        )
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     t0 = time.monotonic()
     pipeline = Pipeline(config, writer, on_commit, requeue=batcher.add)
     try:
         feed: Iterator[Candidate] | None = candidates()
+        stop_logged = False
         while True:
             while feed is not None and not stop["n"] and len(batcher) < 2 * config.batch.max_files:
                 c = next(feed, None)
@@ -181,6 +178,12 @@ def ingest(config: Config, sources: list[Path], progress: bool | None = None) ->
                     feed = None
                 else:
                     batcher.add(c)
+            if stop["n"] and not stop_logged:
+                stop_logged = True
+                log.warning(
+                    "ingest.stopping",
+                    detail="committing the batch in flight; press again to stop at once",
+                )
             flushing = feed is None or bool(stop["n"])
             if not stop["n"] and pipeline.can_accept() and batcher.ready(flush=flushing):
                 pipeline.submit(batcher.take())
