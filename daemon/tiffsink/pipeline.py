@@ -278,6 +278,13 @@ class Pipeline:
                 return
             job.version, job.pages_total = version, out.pages_total
             job.content_hash = out.content_hash or ""
+        log.debug(
+            "file.decoded",
+            path=job.cand.path,
+            pages=len(out.pages),
+            first_page=task.first_page,
+            decode_ms=round(out.decode_ms, 2),
+        )
         if not out.pages:
             self._release(task.slots)
             self._fail(job, *job.version, "corrupt", f"page {job.next_page} yielded no image")
