@@ -90,9 +90,13 @@ def cmd_failures(args: argparse.Namespace) -> int:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     from . import index
+    from .errors import DatasetError
     from .store import INDEX
 
-    conn = index.connect(Path(args.dataset) / INDEX)
+    idx = Path(args.dataset) / INDEX
+    if not idx.is_file():
+        raise DatasetError(args.dataset, f"not a tiffsink dataset (no {INDEX})")
+    conn = index.connect(idx)
     try:
         n = index.forget_failures(conn, args.reason)
     finally:

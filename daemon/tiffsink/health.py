@@ -79,7 +79,9 @@ class Health:
         self.stall_s = max(120.0, 4 * cfg.workers.timeout_s)
         w = pipeline.writer
         self.rows = w.committed
+        self.bytes = 4096 + w.committed * w.row_bytes
         self.m_rows.set(self.rows)
+        self.m_bytes.set(self.bytes)
         if cfg.metrics.listen:
             self.serve(cfg.metrics.listen)
 
@@ -123,7 +125,11 @@ class Health:
         return None
 
     def progressing(self) -> bool:
-        return self.problem() is None
+        """What systemd's watchdog is fed on. A disk-full pause is deliberate (the loop
+        runs and resumes by itself), so it is reported by /healthz but not a reason for
+        systemd to kill and restart the service."""
+        p = self.problem()
+        return p is None or p.startswith("dataset disk is full")
 
     def status_line(self) -> str:
         return f"{self.rows} rows, {self.pending} pending, {self.rate_per_s():.1f} rows/s"
