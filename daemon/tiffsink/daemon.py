@@ -302,14 +302,17 @@ class Daemon:
                 if now >= next_rescan:
                     next_rescan = now + rescan_s
                     self.request_full_scan()
-                if self._full_scan_pending and not any(t.is_alive() for t in self._scans):
+                self._scans = [t for t in self._scans if t.is_alive()]
+                if self._full_scan_pending and not self._scans:
                     self._full_scan_pending = False
-                    self._scans = []
                     self.scan(self.root, "reconcile")
                 if self.pipeline.can_accept() and self.batcher.ready():
                     self.pipeline.submit(self.batcher.take())
             dl = self.batcher.deadline()
-            wait = 0.05 if dl is None else min(0.05, max(0.0, dl - time.monotonic()))
+            if dl is None or self.stop_signals or not self.pipeline.can_accept():
+                wait = 0.05  # nothing due, or the pipeline is full: wait for workers/commit
+            else:
+                wait = min(0.05, max(0.0, dl - time.monotonic()))
             self.pipeline.step(wait)
             now = time.monotonic()
             if wd_every is not None and now >= next_wd and self.health.progressing():

@@ -58,20 +58,34 @@ def walk(
     while stack:
         folder = stack.pop()
         try:
-            entries = list(os.scandir(folder))
+            # Iterated lazily, in directory order: a folder of 100k files must not cost
+            # 100k DirEntry objects at once (the backfill's memory stays flat).
+            it = os.scandir(folder)
         except (FileNotFoundError, NotADirectoryError, PermissionError):
             continue
-        entries.sort(key=lambda e: e.name)
-        subdirs = []
-        for e in entries:
-            try:
-                st = e.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                if recursive and os.path.realpath(e.path) not in skip:
-                    subdirs.append(e.path)
-                continue
-            if wanted(e.path):
-                yield e.path, st
+        subdirs: list[str] = []
+        with it:
+            yield from _files(it, wanted, recursive, skip, subdirs)
+        subdirs.sort()
         stack.extend(reversed(subdirs))
+
+
+def _files(
+    it: Iterator[os.DirEntry[str]],
+    wanted: NameFilter,
+    recursive: bool,
+    skip: set[str],
+    subdirs: list[str],
+) -> Iterator[tuple[str, os.stat_result]]:
+    """The wanted files of one folder; its sub-folders are collected into `subdirs`."""
+    for e in it:
+        try:
+            st = e.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            if recursive and os.path.realpath(e.path) not in skip:
+                subdirs.append(e.path)
+            continue
+        if wanted(e.path):
+            yield e.path, st
