@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tiffsink.pool import pid_alive
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -95,22 +97,12 @@ def shm_leftovers() -> list[Path]:
     return sorted(Path("/dev/shm").glob("tiffsink-*")) if Path("/dev/shm").is_dir() else []
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @pytest.fixture
 def no_shm_leak() -> Iterator[None]:
     """Fail if the test leaves an arena whose owner has exited (a leak, not a live run)."""
     before = set(shm_leftovers())
     yield
-    leaked = [p for p in set(shm_leftovers()) - before if not _pid_alive(int(p.name.split("-")[1]))]
+    leaked = [p for p in set(shm_leftovers()) - before if not pid_alive(int(p.name.split("-")[1]))]
     assert leaked == [], f"shared-memory segments left behind: {leaked}"
 
 

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,9 @@ import tifffile
 
 from tiffsink import open_dataset
 from tiffsink.errors import TiffsinkError
+from tiffsink.simulate import write_chunked
+
+__all__ = ["DaemonProc", "source_array", "tiff_bytes", "write_chunked"]
 
 from conftest import small_sections, tiffsink_cmd, wait_for, write_config
 
@@ -146,14 +148,3 @@ def tiff_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     tifffile.imwrite(buf, arr)
     return buf.getvalue()
-
-
-def write_chunked(path: Path, data: bytes, chunks: int, pause_s: float) -> None:
-    """A slow instrument: the final name, written in chunks with pauses between them."""
-    with open(path, "wb") as fh:
-        step = -(-len(data) // chunks)
-        for k in range(0, len(data), step):
-            fh.write(data[k : k + step])
-            fh.flush()
-            if k + step < len(data):
-                time.sleep(pause_s)  # the writer's pause, part of the scenario

@@ -229,3 +229,18 @@ def test_no_shared_memory_left_after_stop(tmp_path: Path) -> None:
     assert [p for p in shm_leftovers() if p.name.startswith(mine)], "no arena while running"
     assert d.stop() == 0
     assert [p for p in shm_leftovers() if p.name.startswith(mine)] == []
+
+
+def test_sigusr1_dumps_thread_stacks_and_keeps_running(tmp_path: Path) -> None:
+    """SIGUSR1 prints every thread's stack (for a stuck service) and the daemon goes on."""
+    d = DaemonProc(tmp_path).start()
+    d.signal(signal.SIGUSR1)
+    wait_for(
+        lambda: "most recent call first" in d.log_path.read_text(errors="replace"),
+        30,
+        "a stack dump in the log",
+    )
+    p = d.inbox / "after_dump.tif"
+    p.write_bytes(tiff_bytes(source_array(77)))
+    d.wait_rows(1)
+    assert d.stop() == 0

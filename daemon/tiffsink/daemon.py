@@ -10,6 +10,7 @@ flight and exits 0; a second signal exits at once and recovery handles the rest.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import queue
 import shutil
@@ -243,6 +244,9 @@ class Daemon:
         log.info("dataset.opened", path=str(cfg.dataset.directory), rows=writer.committed)
         for s in (signal.SIGTERM, signal.SIGINT):
             signal.signal(s, self.on_signal)
+        # `systemctl kill -s USR1 tiffsink` prints every thread's stack to the journal,
+        # even if the interpreter is wedged: for diagnosing a stuck service in place.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
         self.pipeline = Pipeline(cfg, writer, self.on_commit, requeue=self.batcher.add)
         self.pipeline.idle_wait = self.idle_wait
         watcher = Watcher(cfg.watch, self.q)

@@ -40,9 +40,10 @@ def encode(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def write_chunked(path: Path, data: bytes, pause_s: float) -> None:
+def write_chunked(path: Path, data: bytes, pause_s: float, chunks: int = CHUNKS) -> None:
+    """A camera streaming a frame: the final name, written in chunks with pauses."""
     with open(path, "wb") as fh:
-        step = -(-len(data) // CHUNKS)
+        step = -(-len(data) // chunks)
         for k in range(0, len(data), step):
             fh.write(data[k : k + step])
             fh.flush()
