@@ -40,7 +40,10 @@ log = structlog.get_logger("tiffsink")
 class Daemon:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.q: queue.SimpleQueue[Seen] = queue.SimpleQueue()
+        # queue.Queue, not SimpleQueue: the main thread blocks in get(timeout) while
+        # SIGTERM arrives, and SimpleQueue.get(timeout) was seen to block forever when a
+        # signal interrupted it (a stress test caught the daemon ignoring SIGTERM there).
+        self.q: queue.Queue[Seen] = queue.Queue()
         self.wanted = wanted_filter(cfg.watch)
         self.root = cfg.watch.directory
         src = cfg.sources

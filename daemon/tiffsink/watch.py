@@ -48,7 +48,7 @@ class Seen:
 class _Enqueue(FileSystemEventHandler):
     """The observer thread's only job: translate and enqueue, never block or decide."""
 
-    def __init__(self, q: queue.SimpleQueue[Seen], polling: bool) -> None:
+    def __init__(self, q: queue.Queue[Seen], polling: bool) -> None:
         self.q, self.polling = q, polling
 
     def on_any_event(self, event: FileSystemEvent) -> None:
@@ -77,7 +77,7 @@ class _Enqueue(FileSystemEventHandler):
 class _OverflowSpy(logging.Handler):
     """watchdog only logs an inotify queue overflow; turn that log record into an event."""
 
-    def __init__(self, q: queue.SimpleQueue[Seen]) -> None:
+    def __init__(self, q: queue.Queue[Seen]) -> None:
         super().__init__(logging.WARNING)
         self.q = q
 
@@ -87,7 +87,7 @@ class _OverflowSpy(logging.Handler):
 
 
 class Watcher:
-    def __init__(self, cfg: WatchConfig, q: queue.SimpleQueue[Seen]) -> None:
+    def __init__(self, cfg: WatchConfig, q: queue.Queue[Seen]) -> None:
         self.cfg, self.q = cfg, q
         self.observer: BaseObserver | None = None
         self._spy = _OverflowSpy(q)
