@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -244,3 +245,38 @@ def test_sigusr1_dumps_thread_stacks_and_keeps_running(tmp_path: Path) -> None:
     p.write_bytes(tiff_bytes(source_array(77)))
     d.wait_rows(1)
     assert d.stop() == 0
+
+
+IDLE_WAIT_UNDER_SIGNALS = r"""
+import os, signal, sys, threading, time
+from tiffsink.config import load_config
+from tiffsink.daemon import Daemon
+
+d = Daemon(load_config(None))
+def slow_handler(signum, frame):  # outlasts the wait's timeout, like a handler that logs
+    t = time.monotonic()
+    while time.monotonic() - t < 0.02:
+        pass
+signal.signal(signal.SIGUSR2, slow_handler)
+def pelt():
+    for _ in range(100):
+        os.kill(os.getpid(), signal.SIGUSR2)
+        time.sleep(0.03)
+threading.Thread(target=pelt, daemon=True).start()
+end = time.monotonic() + 3
+while time.monotonic() < end:
+    d.idle_wait(0.005)
+print("returned every time")
+"""
+
+
+def test_idle_wait_returns_when_signals_interrupt_it(tmp_path: Path) -> None:
+    """The loop's wait never blocks past its timeout when a signal interrupts it (SIGTERM)."""
+    r = subprocess.run(
+        [sys.executable, "-c", IDLE_WAIT_UNDER_SIGNALS],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0 and "returned every time" in r.stdout, r.stderr
