@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tiffsink.pool import pid_alive
+from tiffsink.pipeline.arena import pid_alive
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))

@@ -14,8 +14,8 @@ import numpy as np
 import tifffile
 
 from tiffsink import open_dataset
+from tiffsink.cli.simulate import write_chunked
 from tiffsink.errors import TiffsinkError
-from tiffsink.simulate import write_chunked
 
 __all__ = ["DaemonProc", "source_array", "tiff_bytes", "write_chunked"]
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tiffsink.config import (
+from tiffsink.config import Config, ImageSpec, load_config, parse_config
+from tiffsink.config.schema import (
     AFTER_INGEST,
     DTYPES,
     FITS,
@@ -17,10 +18,6 @@ from tiffsink.config import (
     LOG_FORMATS,
     LOG_LEVELS,
     PAGES,
-    Config,
-    ImageSpec,
-    load_config,
-    parse_config,
 )
 from tiffsink.errors import ConfigError
 

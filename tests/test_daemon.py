@@ -249,10 +249,9 @@ def test_sigusr1_dumps_thread_stacks_and_keeps_running(tmp_path: Path) -> None:
 
 IDLE_WAIT_UNDER_SIGNALS = r"""
 import os, signal, sys, threading, time
-from tiffsink.config import load_config
-from tiffsink.daemon import Daemon
+from tiffsink.feed.events import EventQueue
 
-d = Daemon(load_config(None))
+q = EventQueue()
 def slow_handler(signum, frame):  # outlasts the wait's timeout, like a handler that logs
     t = time.monotonic()
     while time.monotonic() - t < 0.02:
@@ -265,7 +264,7 @@ def pelt():
 threading.Thread(target=pelt, daemon=True).start()
 end = time.monotonic() + 3
 while time.monotonic() < end:
-    d.idle_wait(0.005)
+    q.wait(0.005)
 print("returned every time")
 """
 

@@ -24,8 +24,8 @@ from hypothesis.extra import numpy as hnp
 
 from tiffsink.config import ImageSpec
 from tiffsink.decode import Decoder, PageInfo, decode_file
+from tiffsink.decode.safeopen import open_source
 from tiffsink.errors import DecodeError
-from tiffsink.safeopen import open_source
 
 import corpus
 

@@ -16,7 +16,7 @@ import pytest
 from tiffsink import open_dataset
 from tiffsink.config import ImageSpec
 from tiffsink.decode import decode_file
-from tiffsink.failpoints import POINTS
+from tiffsink.testing import faults
 
 from conftest import run_cli, shm_leftovers, wait_for
 from daemon_harness import DaemonProc, source_array, tiff_bytes, write_chunked
@@ -118,13 +118,13 @@ def test_kill_minus_nine_soak(tmp_path: Path) -> None:
     torture(tmp_path, kills=300, seed=2)
 
 
-@pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize("point", faults.CRASH_POINTS)
 def test_failpoint_recovers_without_loss_or_double(tmp_path: Path, point: str) -> None:
     """Dying at each step of the commit protocol recovers to every file exactly once."""
     done = tmp_path / "done"
     d = DaemonProc(
         tmp_path,
-        env={"TIFFSINK_FAILPOINT": point},
+        env=faults.spec(crash_at=point),
         sources={"after_ingest": "move", "done_directory": str(done)},
     )
     paths = [d.inbox / f"f{i}.tif" for i in range(3)]
@@ -136,7 +136,7 @@ def test_failpoint_recovers_without_loss_or_double(tmp_path: Path, point: str) -
     assert d.proc is not None
     if _group_alive(d.proc.pid):  # its workers, orphaned as after a power cut
         os.killpg(d.proc.pid, signal.SIGKILL)
-    d.env.pop("TIFFSINK_FAILPOINT")
+    d.env.pop(faults.ENV)
     d.start()
     d.wait_rows(3)
     moved = [done / p.name for p in paths]

@@ -30,9 +30,9 @@ from hypothesis import strategies as st
 
 from tiffsink import open_dataset
 from tiffsink.config import ImageSpec
+from tiffsink.dataset.index import FailureRecord, RowRecord
 from tiffsink.decode import decode_file
 from tiffsink.errors import DecodeError, TiffsinkError
-from tiffsink.index import FailureRecord, RowRecord
 
 import corpus
 import daemon_harness

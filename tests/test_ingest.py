@@ -17,8 +17,9 @@ from tiffsink import open_dataset
 from tiffsink.config import ImageSpec, load_config
 from tiffsink.decode import decode_file
 from tiffsink.errors import TiffsinkError
-from tiffsink.ingest import ingest
-from tiffsink.pool import PREFIX, sweep_stale_arenas
+from tiffsink.pipeline.arena import PREFIX, sweep_stale_arenas
+from tiffsink.service.ingest import ingest
+from tiffsink.testing import faults
 
 from conftest import run_cli, small_sections, tiffsink_cmd, wait_for, write_config
 
@@ -115,7 +116,7 @@ def test_worker_fault_costs_one_file(
     victim = src / "victim_file.tif"
     victim.write_bytes(good[0].read_bytes())
     cfg = config(tmp_path, workers={"count": 2, "timeout_s": 2.0})
-    env = {"TIFFSINK_TEST_FAULTS": f"{fault}=victim_file"}
+    env = faults.spec(**{fault: "victim_file"})
     r = run_cli("ingest", str(src), "--config", str(cfg), env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     with open_dataset(tmp_path / "dataset") as ds:

@@ -18,8 +18,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import tiffsink
 from tiffsink.config import ImageSpec
-from tiffsink.health import Health
-from tiffsink.store import IMAGES, DatasetWriter
+from tiffsink.dataset.layout import IMAGES
+from tiffsink.dataset.writer import DatasetWriter
+from tiffsink.service.health import Health
+from tiffsink.service.http import StatusServer
+from tiffsink.testing import faults
 
 import daemon_harness
 from conftest import run_cli, wait_for, write_config
@@ -277,9 +280,7 @@ def test_hung_worker_shows_pending_without_false_alarm(
     The threshold is max(120, 4 * timeout_s) s and not configurable, so the 503 itself is
     checked in-process (test_healthz_503_names_the_problem), not here.
     """
-    d = daemons(
-        env={"TIFFSINK_TEST_FAULTS": "hang=stuck"}, workers={"timeout_s": 600}, metrics=METRICS
-    )
+    d = daemons(env=faults.spec(hang="stuck"), workers={"timeout_s": 600}, metrics=METRICS)
     d.start()
     (d.inbox / "stuck.tif").write_bytes(tiff_bytes(source_array(3)))
     # health.pending is refreshed every 5 s by the daemon loop.
@@ -295,7 +296,8 @@ def test_healthz_503_names_the_problem() -> None:
     """/healthz answers 503 with the reason: stalled pipeline, then a dead observer."""
 
     class Busy:
-        full_since = None  # the dataset's disk is not full
+        def disk_full(self) -> bool:
+            return False
 
         def idle(self) -> bool:
             return False
@@ -307,14 +309,12 @@ def test_healthz_503_names_the_problem() -> None:
         def alive(self) -> bool:
             return self.up
 
-    h = Health()
+    h = Health(stall_s=0.0)  # the daemon uses max(120, 4 * timeout_s)
     obs = Observer()
-    h.watcher, h.pipeline = obs, Busy()  # type: ignore[assignment]
-    h.stall_s = 0.0  # the daemon uses max(120, 4 * timeout_s)
-    h.serve("127.0.0.1:0")
+    h.start(obs, Busy(), rows=0)
+    server = StatusServer(h, "127.0.0.1:0")
     try:
-        assert h.address is not None
-        url = "http://{}:{}/healthz".format(*h.address)
+        url = "http://{}:{}/healthz".format(*server.address)
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(url, timeout=10)
         assert e.value.code == 503
@@ -325,7 +325,7 @@ def test_healthz_503_names_the_problem() -> None:
         assert e.value.code == 503
         assert e.value.read().decode() == "observer thread is not running\n"
     finally:
-        h.close()
+        server.close()
 
 
 def test_dataset_bytes_metric_after_restart(daemons: Callable[..., DaemonProc]) -> None:

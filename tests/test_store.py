@@ -2,7 +2,7 @@
 
 A crash is modelled two ways: in-process, by raising out of a failpoint and dropping the
 writer without its close() (the page cache survives, as it does for kill -9), and with real
-processes that SIGKILL themselves at a TIFFSINK_FAILPOINT.
+processes that SIGKILL themselves at a TIFFSINK_FAULTS crash point.
 """
 
 from __future__ import annotations
@@ -27,12 +27,16 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from tiffsink import failpoints, index, npyhead, open_dataset
+from tiffsink import open_dataset
 from tiffsink.config import ImageSpec
+from tiffsink.dataset import header as npyhead
+from tiffsink.dataset import index, lock
+from tiffsink.dataset.index import FailureRecord, RowRecord
+from tiffsink.dataset.layout import IMAGES, INDEX, Layout
+from tiffsink.dataset.verify import verify
+from tiffsink.dataset.writer import DatasetWriter
 from tiffsink.errors import DatasetError, DatasetLockedError, SpecMismatchError
-from tiffsink.index import FailureRecord, RowRecord
-from tiffsink.store import IMAGES, INDEX, DatasetWriter, lock_holder
-from tiffsink.verify import verify
+from tiffsink.testing import faults
 
 from conftest import run_cli, wait_for
 
@@ -67,7 +71,7 @@ def commit_rows(w: DatasetWriter, rows: list[np.ndarray]) -> list[RowRecord]:
 def drop(w: DatasetWriter) -> None:
     """Abandon a writer as kill -9 would: its descriptors go, none of close()'s cleanup runs."""
     w.conn.close()
-    os.close(w._fd)
+    os.close(w.rows.fd)
     os.close(w._lock_fd)
 
 
@@ -208,7 +212,7 @@ class CommitProtocol(RuleBasedStateMachine):
         recs = self._write(rows)
         if torn:  # a write in flight when the process died: a prefix of one more row
             torn = min(torn, self.spec.row_bytes - 1)
-            os.pwrite(w._fd, b"\xab" * torn, HEADER + w.cursor * self.spec.row_bytes)
+            os.pwrite(w.rows.fd, b"\xab" * torn, HEADER + w.cursor * self.spec.row_bytes)
         new = np.concatenate([self.model, rows])
         if point != "mid_write":
             stop_at = "after_index_commit" if point == "torn_header" else point
@@ -217,13 +221,13 @@ class CommitProtocol(RuleBasedStateMachine):
                 if name == stop_at:
                     raise _Crash(name)
 
-            with mock.patch.object(failpoints, "hit", hit), pytest.raises(_Crash):
+            with mock.patch.object(faults, "crash_point", hit), pytest.raises(_Crash):
                 w.commit(recs, [])
         if point == "torn_header":
             field = npyhead.count_field(len(new))
             cut = data.draw(st.integers(0, len(field)), label="header_bytes")
             off = npyhead.count_offset(self.spec.row_shape, self.spec.dtype)
-            os.pwrite(w._fd, field[:cut], off)
+            os.pwrite(w.rows.fd, field[:cut], off)
         drop(w)
         self.writer = None
 
@@ -428,7 +432,7 @@ HOLDER = r"""
 import sys, time
 from pathlib import Path
 from tiffsink.config import ImageSpec
-from tiffsink.store import DatasetWriter
+from tiffsink.dataset.writer import DatasetWriter
 w = DatasetWriter(sys.argv[1], ImageSpec(height=3, width=4, dtype="uint16"))
 Path(sys.argv[2]).touch()
 time.sleep(300)  # hold the lock until the test kills us
@@ -448,13 +452,13 @@ def test_second_writer_is_refused_naming_the_holder_pid_until_the_holder_dies(
             DatasetWriter(d, SPEC)
         assert f"PID {holder.pid}" in str(ei.value)
         assert ei.value.pid == holder.pid
-        assert lock_holder(d) == holder.pid
+        assert lock.holder(Layout(d)) == holder.pid
         assert verify(d).ok
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.communicate()
     assert holder.returncode == -signal.SIGKILL
-    assert lock_holder(d) is None
+    assert lock.holder(Layout(d)) is None
     with DatasetWriter(d, SPEC) as w:
         assert w.committed == 0
 
@@ -500,8 +504,8 @@ KILLED = r"""
 import sys
 import numpy as np
 from tiffsink.config import ImageSpec
-from tiffsink.index import RowRecord
-from tiffsink.store import DatasetWriter
+from tiffsink.dataset.index import RowRecord
+from tiffsink.dataset.writer import DatasetWriter
 spec = ImageSpec(height=3, width=4, dtype="uint16")
 w = DatasetWriter(sys.argv[1], spec)
 base, k = w.committed, int(sys.argv[2])
@@ -529,7 +533,7 @@ def test_sigkill_at_failpoint_leaves_old_or_new_state(
 ) -> None:
     """kill -9 at each commit step: rows present iff the index committed; recovery is clean."""
     old = baseline(tmp_path, n=2)
-    env = {**os.environ, "TIFFSINK_FAILPOINT": point}
+    env = {**os.environ, **faults.spec(crash_at=point)}
     proc = python(KILLED, str(tmp_path), "3", env=env)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL, (out, err)
@@ -587,7 +591,7 @@ def test_recovery_refuses_a_file_shorter_than_the_committed_rows(tmp_path: Path)
     os.truncate(tmp_path / IMAGES, exact_size(SPEC, 2) + 5)
     with pytest.raises(DatasetError, match="committed data is missing"):
         DatasetWriter(tmp_path, SPEC)
-    assert lock_holder(tmp_path) is None
+    assert lock.holder(Layout(tmp_path)) is None
     assert os.path.getsize(tmp_path / IMAGES) == exact_size(SPEC, 2) + 5, "file was modified"
 
 

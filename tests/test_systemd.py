@@ -22,8 +22,8 @@ import pytest
 
 from tiffsink.config import Config, load_config
 from tiffsink.errors import TiffsinkError
-from tiffsink.sdnotify import Notifier, watchdog_interval_s
-from tiffsink.unit import (
+from tiffsink.service.sdnotify import Notifier, watchdog_interval_s
+from tiffsink.service.unit import (
     config_rw_paths,
     default_unit,
     find_exec,

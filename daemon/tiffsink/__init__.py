@@ -9,6 +9,6 @@ try:
 except PackageNotFoundError:  # running from a source tree without an install
     __version__ = "0.0.0+src"
 
-from .reader import Dataset, open_dataset
+from .dataset import Dataset, open_dataset
 
 __all__ = ["Dataset", "__version__", "open_dataset"]

@@ -1,0 +1,122 @@
+"""One function per `tiffsink` subcommand: load the config once, call one stage.
+
+Each takes the parsed arguments and returns the exit code; errors are raised as
+TiffsinkError and turned into messages and exit codes by `main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from ..config import Config, load_config
+
+
+def _config(args: argparse.Namespace) -> Config:
+    cfg = load_config(args.config)
+    if getattr(args, "dataset", None):
+        cfg = replace(cfg, dataset=replace(cfg.dataset, directory=Path(args.dataset).resolve()))
+    if getattr(args, "workers", None) is not None:
+        cfg = replace(cfg, workers=replace(cfg.workers, count=args.workers))
+    return cfg
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..service import logs
+    from ..service.daemon import run
+
+    cfg = _config(args)
+    logs.setup(cfg.log)
+    return run(cfg)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from ..service import logs
+    from ..service.ingest import ingest
+
+    cfg = _config(args)
+    logs.setup(cfg.log, sys.stderr)
+    summary = ingest(cfg, [Path(s) for s in args.sources], progress=None)
+    print("\n".join(summary.lines()))
+    if summary.interrupted:
+        return 130
+    return 0 if summary.complete else 1
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ..dataset.verify import repair, verify
+
+    rep = repair(args.dataset) if args.repair else verify(args.dataset)
+    for p in rep.problems:
+        print(f"PROBLEM: {p}")
+    for n in rep.notes:
+        print(f"ok: {n}")
+    print("consistent" if rep.ok else f"{len(rep.problems)} problem(s)")
+    return 0 if rep.ok else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from ..dataset.status import collect
+    from .status import render
+
+    st = collect(Path(args.dataset))
+    print(json.dumps(st, indent=2) if args.json else render(st))
+    return 0
+
+
+def cmd_failures(args: argparse.Namespace) -> int:
+    from ..dataset.reader import open_dataset
+
+    with open_dataset(args.dataset) as ds:
+        fails = ds.failures(args.reason)
+    if args.json:
+        print(json.dumps([f.__dict__ for f in fails], indent=2))
+    else:
+        for f in fails:
+            print(f"{f.reason}\t{f.source}\t{f.detail}")
+        print(f"{len(fails)} failure(s)")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from ..dataset import index
+    from ..dataset.layout import Layout
+
+    conn = index.connect(Layout.of(args.dataset).require().index)
+    try:
+        n = index.forget_failures(conn, args.reason)
+    finally:
+        conn.close()
+    print(
+        f"{n} failure record(s) cleared; the daemon's next scan (or `tiffsink ingest`) "
+        "tries those files again"
+    )
+    return 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from ..cli.preview import contact_sheet
+
+    out = contact_sheet(Path(args.dataset), args.last, Path(args.out))
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from ..cli.simulate import main as simulate_main
+
+    return simulate_main(args)
+
+
+def cmd_install_service(args: argparse.Namespace) -> int:
+    from ..service.unit import install_service
+
+    cfg_path = Path(args.config).resolve()
+    cfg = load_config(cfg_path)
+    text = install_service(cfg, cfg_path, print_only=args.print, name=args.name)
+    if args.print:
+        print(text)
+    return 0

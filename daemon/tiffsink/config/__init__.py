@@ -1,0 +1,28 @@
+"""The config stage: `config.toml` parsed once into frozen dataclasses (`schema`)."""
+
+from .parse import load_config, parse_config
+from .schema import (
+    BatchConfig,
+    Config,
+    DatasetConfig,
+    ImageSpec,
+    LogConfig,
+    MetricsConfig,
+    SourcesConfig,
+    WatchConfig,
+    WorkersConfig,
+)
+
+__all__ = [
+    "BatchConfig",
+    "Config",
+    "DatasetConfig",
+    "ImageSpec",
+    "LogConfig",
+    "MetricsConfig",
+    "SourcesConfig",
+    "WatchConfig",
+    "WorkersConfig",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,140 @@
+"""The config's shape: one frozen dataclass per `config.toml` section, with defaults.
+
+These objects are built once by `config.parse` and handed to every stage; nothing else
+reads the TOML file. Units are in the key names (`max_wait_ms`, `timeout_s`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DTYPES = ("uint8", "uint16", "float32")
+INTERPOLATIONS = ("area", "linear", "cubic", "nearest", "lanczos")
+FITS = ("stretch", "pad", "crop")
+PAGES = ("first", "all")
+AFTER_INGEST = ("keep", "move", "delete")
+LOG_FORMATS = ("auto", "json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    directory: Path = Path("inbox")
+    recursive: bool = True
+    patterns: tuple[str, ...] = ("*.tif", "*.tiff")
+    ignore_patterns: tuple[str, ...] = (".*", "*.part", "*.tmp", "*~")
+    polling: bool = False
+    poll_interval_ms: int = 1000
+    settle_ms: int = 2000
+    rescan_interval_s: int = 300
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    max_files: int = 64
+    max_wait_ms: int = 1000
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What every row of the dataset is; stored in the dataset's meta and compared on open."""
+
+    height: int = 512
+    width: int = 512
+    channels: int = 1
+    dtype: str = "uint16"
+    interpolation: str = "area"
+    fit: str = "stretch"
+    pages: str = "first"
+    intensity: str | tuple[float, float] = "full"
+    max_pixels: int = 2**28
+
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        if self.channels == 1:
+            return (self.height, self.width)
+        return (self.height, self.width, self.channels)
+
+    @property
+    def row_bytes(self) -> int:
+        n = self.height * self.width * self.channels
+        return n * {"uint8": 1, "uint16": 2, "float32": 4}[self.dtype]
+
+    def identity(self) -> dict[str, Any]:
+        """The keys that decide what a row contains (max_pixels is a safety limit, not one)."""
+        d: dict[str, Any] = {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name != "max_pixels"
+        }
+        if isinstance(self.intensity, tuple):
+            d["intensity"] = list(self.intensity)
+        return d
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    directory: Path = Path("dataset")
+
+
+@dataclass(frozen=True)
+class WorkersConfig:
+    count: int = 0
+    timeout_s: float = 30.0
+    slots_per_worker: int = 4
+
+    def resolved_count(self) -> int:
+        return self.count or (os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class SourcesConfig:
+    after_ingest: str = "keep"
+    done_directory: Path | None = None
+    failed_directory: Path | None = None
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    format: str = "auto"
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    listen: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    watch: WatchConfig = field(default_factory=WatchConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    image: ImageSpec = field(default_factory=ImageSpec)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    workers: WorkersConfig = field(default_factory=WorkersConfig)
+    sources: SourcesConfig = field(default_factory=SourcesConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    source_file: Path | None = None
+
+    def excluded_folders(self) -> list[Path]:
+        """Folders tiffsink writes into, so never ingests from: done, failed, the dataset."""
+        src = self.sources
+        return [
+            p
+            for p in (src.done_directory, src.failed_directory, self.dataset.directory)
+            if p is not None
+        ]
+
+
+SECTIONS: dict[str, type] = {
+    "watch": WatchConfig,
+    "batch": BatchConfig,
+    "image": ImageSpec,
+    "dataset": DatasetConfig,
+    "workers": WorkersConfig,
+    "sources": SourcesConfig,
+    "log": LogConfig,
+    "metrics": MetricsConfig,
+}

@@ -1,0 +1,253 @@
+"""`index.sqlite`: which row came from which file version, what failed and why.
+
+Every SQL statement of tiffsink lives in this module; callers get typed records and
+plain numbers back, so the schema can change in one place.
+
+The SQLite transaction that inserts a batch's rows is the commit point of the dataset
+(see writer.py), so the connection runs in WAL mode with synchronous=FULL: once COMMIT
+returns, the rows survive a power cut. Readers use their own read-only connections and
+see only committed transactions.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import astuple, dataclass
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    row INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    page INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    content_hash TEXT NOT NULL,
+    src_height INTEGER NOT NULL,
+    src_width INTEGER NOT NULL,
+    src_dtype TEXT NOT NULL,
+    src_channels INTEGER NOT NULL,
+    ingested_at REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS images_version ON images(source, size, mtime_ns, page);
+CREATE INDEX IF NOT EXISTS images_ingested_at ON images(ingested_at);
+CREATE TABLE IF NOT EXISTS failures (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS failures_version ON failures(source, size, mtime_ns);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class RowRecord:
+    """One committed row of images.npy and the file version and page it came from."""
+
+    row: int
+    source: str
+    page: int
+    size: int
+    mtime_ns: int
+    content_hash: str
+    src_height: int
+    src_width: int
+    src_dtype: str
+    src_channels: int
+    ingested_at: float
+
+
+@dataclass(frozen=True)
+class FailureRecord:
+    """A file version that could not become rows; tried again only when it changes."""
+
+    source: str
+    size: int
+    mtime_ns: int
+    reason: str
+    detail: str
+    at: float
+
+
+def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
+    """Open the index; writers get WAL + synchronous=FULL, readers a read-only handle."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
+    else:
+        # Used by the pipeline's committer thread; never by two threads at once.
+        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create missing tables (a crash right after connect leaves an empty file)."""
+    conn.executescript(SCHEMA)
+
+
+def create(conn: sqlite3.Connection, meta: dict[str, Any]) -> None:
+    conn.executescript(SCHEMA)
+    with transaction(conn):
+        for k, v in meta.items():
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, json.dumps(v)))
+
+
+class transaction:
+    """BEGIN IMMEDIATE ... COMMIT on an autocommit connection; ROLLBACK on error."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")
+
+
+def read_meta(conn: sqlite3.Connection) -> dict[str, Any]:
+    return {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
+
+
+def committed_rows(conn: sqlite3.Connection) -> int:
+    """N: rows are 0..N-1 with no gaps (verify checks the no-gaps part)."""
+    (n,) = conn.execute("SELECT COALESCE(MAX(row) + 1, 0) FROM images").fetchone()
+    return int(n)
+
+
+def insert(
+    conn: sqlite3.Connection, rows: Sequence[RowRecord], failures: Sequence[FailureRecord]
+) -> None:
+    """The commit point: one transaction with every row and failure of a batch."""
+    with transaction(conn):
+        conn.executemany("INSERT INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?)", map(astuple, rows))
+        conn.executemany(
+            "INSERT OR REPLACE INTO failures (source, size, mtime_ns, reason, detail, at) "
+            "VALUES (?,?,?,?,?,?)",
+            map(astuple, failures),
+        )
+
+
+def known_versions(
+    conn: sqlite3.Connection, versions: Iterable[tuple[str, int, int]]
+) -> set[tuple[str, int, int]]:
+    """Which (source, size, mtime_ns) already have rows or a recorded failure."""
+    out: set[tuple[str, int, int]] = set()
+    for v in versions:
+        hit = conn.execute(
+            "SELECT 1 FROM images WHERE source=? AND size=? AND mtime_ns=? "
+            "UNION ALL SELECT 1 FROM failures WHERE source=? AND size=? AND mtime_ns=? LIMIT 1",
+            (*v, *v),
+        ).fetchone()
+        if hit:
+            out.add(v)
+    return out
+
+
+def rows_for_source(conn: sqlite3.Connection, source: str) -> list[RowRecord]:
+    cur = conn.execute("SELECT * FROM images WHERE source=? ORDER BY row", (source,))
+    return [RowRecord(*r) for r in cur]
+
+
+def row_record(conn: sqlite3.Connection, row: int) -> RowRecord | None:
+    r = conn.execute("SELECT * FROM images WHERE row=?", (row,)).fetchone()
+    return RowRecord(*r) if r else None
+
+
+def failures(conn: sqlite3.Connection, reason: str | None = None) -> list[FailureRecord]:
+    q = "SELECT source, size, mtime_ns, reason, detail, at FROM failures"
+    cur = (
+        conn.execute(q + " WHERE reason=? ORDER BY at", (reason,))
+        if reason
+        else conn.execute(q + " ORDER BY at")
+    )
+    return [FailureRecord(*r) for r in cur]
+
+
+def forget_failures(conn: sqlite3.Connection, reason: str | None = None) -> int:
+    """Delete failure records so those file versions are tried again; returns how many."""
+    with transaction(conn):
+        if reason:
+            cur = conn.execute("DELETE FROM failures WHERE reason=?", (reason,))
+        else:
+            cur = conn.execute("DELETE FROM failures")
+    return cur.rowcount
+
+
+def ingested(conn: sqlite3.Connection, source: str, size: int, mtime_ns: int) -> bool:
+    """Whether this file version has rows (not just a failure record)."""
+    q = "SELECT 1 FROM images WHERE source=? AND size=? AND mtime_ns=? LIMIT 1"
+    return conn.execute(q, (source, size, mtime_ns)).fetchone() is not None
+
+
+def continuity_problem(conn: sqlite3.Connection) -> str | None:
+    """Why rows are not exactly 0..N-1, or None when they are (rows are positional)."""
+    (count, low, high) = conn.execute(
+        "SELECT COUNT(*), COALESCE(MIN(row), 0), COALESCE(MAX(row), -1) FROM images"
+    ).fetchone()
+    if count == high + 1 and low == 0:
+        return None
+    return f"rows are not continuous from 0: {count} rows, max row {high}"
+
+
+def quick_check(conn: sqlite3.Connection) -> str:
+    """SQLite's own structural check: "ok" or the first problems it found."""
+    (check,) = conn.execute("PRAGMA quick_check").fetchone()
+    return str(check)
+
+
+def duplicate_versions(
+    conn: sqlite3.Connection, limit: int = 5
+) -> list[tuple[str, int, int, int, int]]:
+    """(source, size, mtime_ns, page, count) of pages indexed more than once."""
+    return conn.execute(
+        "SELECT source, size, mtime_ns, page, COUNT(*) FROM images "
+        "GROUP BY source, size, mtime_ns, page HAVING COUNT(*) > 1 LIMIT ?",
+        (limit,),
+    ).fetchall()
+
+
+def last_ingested_at(conn: sqlite3.Connection) -> float | None:
+    (last,) = conn.execute("SELECT MAX(ingested_at) FROM images").fetchone()
+    return None if last is None else float(last)
+
+
+def rows_since(conn: sqlite3.Connection, since: float) -> int:
+    (n,) = conn.execute("SELECT COUNT(*) FROM images WHERE ingested_at >= ?", (since,)).fetchone()
+    return int(n)
+
+
+def file_count(conn: sqlite3.Connection) -> int:
+    """Distinct file versions with rows (a multi-page file counts once)."""
+    (n,) = conn.execute(
+        "SELECT COUNT(*) FROM (SELECT DISTINCT source, size, mtime_ns FROM images)"
+    ).fetchone()
+    return int(n)
+
+
+def failure_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    return {
+        str(r): int(n)
+        for r, n in conn.execute("SELECT reason, COUNT(*) FROM failures GROUP BY reason")
+    }
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,91 @@
+"""Read a dataset while the daemon appends to it.
+
+The row count comes from the index (the commit point), not from the .npy header, so a
+reader never maps a row that is not committed; the header may lag the index by one
+batch during a commit, never lead it. `refresh()` picks up rows committed since.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import Any
+
+import numpy as np
+
+from ..errors import DatasetError
+from . import header, index
+from .index import FailureRecord, RowRecord
+from .layout import Layout
+
+
+class Dataset:
+    """Read-only view of the committed rows of a dataset directory."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.layout = Layout.of(directory).require()
+        self.directory = self.layout.directory
+        self.conn = index.connect(self.layout.index, readonly=True)
+        try:
+            self.meta: dict[str, Any] = index.read_meta(self.conn)
+        except sqlite3.DatabaseError:
+            self.meta = {}
+        if "image" not in self.meta:
+            self.conn.close()
+            raise DatasetError(self.directory, "dataset is still being created (no meta yet)")
+        image = self.meta["image"]
+        self.dtype = np.dtype(image["dtype"]).newbyteorder("<")
+        c = int(image["channels"])
+        h, w = int(image["height"]), int(image["width"])
+        self.row_shape: tuple[int, ...] = (h, w) if c == 1 else (h, w, c)
+        self.images: np.ndarray = np.empty((0, *self.row_shape), self.dtype)
+        self.refresh()
+
+    def refresh(self) -> int:
+        """Map every row committed by now; returns the new row count."""
+        n = index.committed_rows(self.conn)
+        if n == 0:
+            self.images = np.empty((0, *self.row_shape), self.dtype)
+            return 0
+        path = self.layout.images
+        need = header.HEADER_BYTES + n * int(np.prod(self.row_shape)) * self.dtype.itemsize
+        if path.stat().st_size < need:
+            raise DatasetError(path, f"index commits {n} rows but the file is shorter")
+        self.images = np.memmap(
+            path,
+            dtype=self.dtype,
+            mode="r",
+            offset=header.HEADER_BYTES,
+            shape=(n, *self.row_shape),
+        )
+        return n
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def rows_for(self, source: str | os.PathLike[str]) -> list[RowRecord]:
+        """Index records of every committed row from this source path, in row order."""
+        return [r for r in index.rows_for_source(self.conn, os.fspath(source)) if r.row < len(self)]
+
+    def record(self, row: int) -> RowRecord:
+        rec = index.row_record(self.conn, row)
+        if rec is None or row >= len(self):
+            raise IndexError(f"row {row} is not committed (dataset has {len(self)})")
+        return rec
+
+    def failures(self, reason: str | None = None) -> list[FailureRecord]:
+        return index.failures(self.conn, reason)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def open_dataset(path: str | os.PathLike[str]) -> Dataset:
+    """Open a dataset for reading; safe while a writer appends (call .refresh() to grow)."""
+    return Dataset(path)

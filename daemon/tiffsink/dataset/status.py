@@ -1,0 +1,45 @@
+"""`tiffsink status`: what a dataset holds and whether a daemon is writing it.
+
+Reads only committed state through a read-only index connection, so it is safe (and
+cheap) while the daemon runs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from . import index, lock
+from .layout import Layout
+
+
+def collect(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """Every figure `tiffsink status` shows, as plain JSON-able values."""
+    lay = Layout.of(directory).require()
+    conn = index.connect(lay.index, readonly=True)
+    try:
+        meta = index.read_meta(conn)
+        now = time.time()
+        last = index.last_ingested_at(conn)
+        failures = index.failure_counts(conn)
+        last_hour = index.rows_since(conn, now - 3600)
+        return {
+            "dataset": str(lay.directory),
+            "rows": index.committed_rows(conn),
+            "files": index.file_count(conn),
+            "bytes": lay.images.stat().st_size,
+            "last_commit": last,
+            "last_commit_age_s": round(now - last, 1) if last else None,
+            "rows_per_s_last_minute": round(index.rows_since(conn, now - 60) / 60, 3),
+            "rows_per_s_last_hour": round(last_hour / 3600, 3),
+            "rows_last_hour": last_hour,
+            "failures": failures,
+            "failures_total": sum(failures.values()),
+            "writer_pid": lock.holder(lay),
+            "image": meta.get("image"),
+            "created_at": meta.get("created_at"),
+            "tiffsink_version": meta.get("tiffsink_version"),
+        }
+    finally:
+        conn.close()

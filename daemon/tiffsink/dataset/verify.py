@@ -1,0 +1,93 @@
+"""`tiffsink verify`: check that header, index and file length tell the same story."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from ..config import ImageSpec
+from ..errors import TiffsinkError
+from . import header, index, lock
+from .layout import Layout
+from .meta import spec_from_meta
+from .writer import DatasetWriter
+
+
+@dataclass
+class Report:
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _check_index(lay: Layout, rep: Report) -> tuple[int, ImageSpec]:
+    """Index-side checks; returns (committed rows, the stored spec)."""
+    conn = index.connect(lay.index, readonly=True)
+    try:
+        check = index.quick_check(conn)
+        if check != "ok":
+            rep.problems.append(f"{lay.index}: quick_check: {check}")
+        spec = spec_from_meta(index.read_meta(conn))
+        problem = index.continuity_problem(conn)
+        if problem is not None:
+            rep.problems.append(f"{lay.index}: {problem}")
+        for s, size, mt, page, c in index.duplicate_versions(conn):
+            rep.problems.append(f"{s} (size {size}, mtime_ns {mt}, page {page}): {c} rows")
+        return index.committed_rows(conn), spec
+    finally:
+        conn.close()
+
+
+def verify(directory: str | os.PathLike[str]) -> Report:
+    """Every inconsistency as one line; a lagging header or uncommitted tail is a note
+    when a writer holds the dataset (that is a commit in progress), a problem otherwise."""
+    lay = Layout.of(directory)
+    rep = Report([f"{p}: missing" for p in lay.missing()])
+    if not rep.ok:
+        return rep
+    n, spec = _check_index(lay, rep)
+    images = lay.images
+    with images.open("rb") as fh:
+        head = fh.read(header.HEADER_BYTES)
+    try:
+        header_n, shape, descr = header.parse(head)
+    except (ValueError, SyntaxError) as e:
+        rep.problems.append(f"{images}: bad header: {e}")
+        return rep
+    if shape != spec.row_shape or descr != header.descr(spec.dtype):
+        rep.problems.append(f"{images}: header rows {shape} {descr} differ from the index's spec")
+    size = images.stat().st_size
+    want = header.HEADER_BYTES + n * spec.row_bytes
+    busy = lock.holder(lay) is not None
+    if size < want:
+        rep.problems.append(f"{images}: {size} bytes, but {n} committed rows need {want}")
+    elif size > want:
+        msg = f"{images}: {size - want} bytes past the committed rows (an unfinished batch)"
+        (rep.notes if busy else rep.problems).append(msg)
+    if header_n > n:
+        rep.problems.append(f"{images}: header claims {header_n} rows, index committed {n}")
+    elif header_n < n:
+        msg = f"{images}: header says {header_n} rows, index committed {n} (header not rewritten)"
+        (rep.notes if busy else rep.problems).append(msg)
+    rep.notes.append(f"{n} committed rows of {spec.row_shape} {spec.dtype}")
+    return rep
+
+
+def repair(directory: str | os.PathLike[str]) -> Report:
+    """Run the writer's recovery (takes the lock), then verify again."""
+    lay = Layout.of(directory)
+    conn = index.connect(lay.index, readonly=True)
+    try:
+        spec = spec_from_meta(index.read_meta(conn))
+    finally:
+        conn.close()
+    try:
+        DatasetWriter(lay.directory, spec).close()
+    except TiffsinkError as e:
+        rep = verify(lay.directory)
+        rep.problems.append(f"repair failed: {e}")
+        return rep
+    return verify(lay.directory)

@@ -1,0 +1,11 @@
+"""The decode stage: one TIFF file in, rows of the image spec out.
+
+`tiffheader` parses IFD 0 cheaply (limits are checked before any allocation),
+`safeopen` opens sources without following links out of the root, `decoder` picks the
+cheapest route (raw read, cv2, tifffile), and `convert` maps a source image onto a row.
+Runs inside worker processes; `decode_file` is the same code as a plain function.
+"""
+
+from .decoder import Decoder, DecodeResult, PageInfo, decode_file
+
+__all__ = ["DecodeResult", "Decoder", "PageInfo", "decode_file"]

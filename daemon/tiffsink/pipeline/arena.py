@@ -1,0 +1,72 @@
+"""The shared-memory slot arena: rows of the image spec that workers decode into.
+
+Allocated once, in a file under /dev/shm named with our prefix and PID, so a run killed
+with SIGKILL leaves something `sweep_stale_arenas` can recognise and remove. The
+supervisor owns the free list; workers map the same file and write only the slots a
+task names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import secrets
+from collections import deque
+from pathlib import Path
+
+from ..config import ImageSpec
+
+PREFIX = "tiffsink-"
+
+
+def _shm_dir() -> Path:
+    return Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(os.environ.get("TMPDIR", "/tmp"))
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this PID exists (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_arenas() -> list[Path]:
+    """Remove arenas left by tiffsink processes that no longer exist."""
+    removed = []
+    for p in _shm_dir().glob(f"{PREFIX}*"):
+        pid = p.name[len(PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError, PermissionError):  # another user's
+                p.unlink()
+                removed.append(p)
+    return removed
+
+
+class Arena:
+    """`n` rows of the target spec in shared memory, and which of them are free."""
+
+    def __init__(self, spec: ImageSpec, n: int) -> None:
+        self.spec, self.n = spec, n
+        self.path = _shm_dir() / f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, n * spec.row_bytes)
+            self._mm = mmap.mmap(fd, n * spec.row_bytes)
+        finally:
+            os.close(fd)
+        self.free: deque[int] = deque(range(n))
+
+    def view(self, slot: int) -> memoryview:
+        rb = self.spec.row_bytes
+        return memoryview(self._mm)[slot * rb : (slot + 1) * rb]
+
+    def close(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        with contextlib.suppress(BufferError):
+            self._mm.close()

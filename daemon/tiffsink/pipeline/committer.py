@@ -1,0 +1,107 @@
+"""The committer thread: makes the head batch durable while the next one decodes.
+
+fsync of a batch's rows takes long enough that doing it in the supervisor's thread would
+stall dispatch; so at most one commit runs in this one thread, and its outcome (or its
+error: disk full, EIO) is collected back in the supervisor's thread by `reap`.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from ..dataset import DatasetWriter
+from ..dataset.index import FailureRecord, RowRecord, now
+from ..errors import DatasetFullError
+from .jobs import Batch, CommitInfo
+
+
+def _records(batch: Batch, at: float) -> list[RowRecord]:
+    """The index rows of a batch: one per pending row, in row order."""
+    return [
+        RowRecord(
+            batch.base + i,
+            j.cand.path,
+            info.page,
+            *(j.version or (-1, -1)),
+            j.content_hash,
+            info.height,
+            info.width,
+            info.dtype,
+            info.channels,
+            at,
+        )
+        for i, (j, info) in enumerate(batch.rows)
+    ]
+
+
+def _info(batch: Batch, commit_ms: float) -> CommitInfo:
+    jobs = batch.jobs
+    return CommitInfo(
+        batch.id,
+        len(batch.rows),
+        [
+            (j.cand, j.version, j.pages_total)
+            for j in jobs
+            if j.version is not None and j.failure is None and not j.skipped
+        ],
+        [(j.cand, j.failure) for j in jobs if j.failure is not None],
+        sum(1 for j in jobs if j.skipped),
+        commit_ms,
+        (time.monotonic() - batch.started) * 1000,
+        batch.base,
+    )
+
+
+class Committer:
+    """One commit at a time in its own thread; `running` is the batch being committed."""
+
+    def __init__(self, writer: DatasetWriter) -> None:
+        self.writer = writer
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="tiffsink-commit")
+        self._running: tuple[Batch, Future[float]] | None = None
+
+    @property
+    def running(self) -> Batch | None:
+        return None if self._running is None else self._running[0]
+
+    def start(self, batch: Batch) -> None:
+        """Hand a fully resolved head batch over; its rows are already in the file."""
+        if self._running is not None:
+            raise RuntimeError("a commit is already running")
+        failures = [j.failure for j in batch.jobs if j.failure is not None]
+        fut = self._pool.submit(self._commit, _records(batch, now()), failures)
+        self._running = (batch, fut)
+
+    def _commit(self, records: list[RowRecord], failures: list[FailureRecord]) -> float:
+        t0 = time.monotonic()
+        self.writer.commit(records, failures)
+        return (time.monotonic() - t0) * 1000
+
+    def reap(self, wait: bool) -> CommitInfo | None:
+        """The finished commit's outcome, or None if none finished (or `wait`ed for).
+
+        Its error is raised here, in the caller's thread. After DatasetFullError the batch
+        stays `running`, so the caller can requeue its files and then `drop` it.
+        """
+        if self._running is None:
+            return None
+        batch, fut = self._running
+        if not wait and not fut.done():
+            return None
+        try:
+            commit_ms = fut.result()
+        except DatasetFullError:
+            raise  # nothing committed: the caller requeues this batch's files, then drops it
+        except BaseException:
+            self._running = None
+            raise
+        self._running = None
+        return _info(batch, commit_ms)
+
+    def drop(self) -> None:
+        """Forget a commit that failed (after its files were requeued)."""
+        self._running = None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,65 @@
+"""The supervisor's bookkeeping for files in flight: a Job per file, a Batch per commit.
+
+Plain data, owned by the supervisor's main thread; the committer thread reads a batch
+only after it was handed over and nothing else touches it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from ..batch import Candidate
+from ..dataset.index import FailureRecord
+from ..decode import PageInfo
+
+
+@dataclass(eq=False)
+class Job:
+    """One file of a batch: its version once read, pages done, and how it ended."""
+
+    cand: Candidate
+    batch: Batch
+    version: tuple[int, int] | None = None  # (size, mtime_ns) the first chunk read
+    content_hash: str = ""
+    pages_total: int = 1
+    next_page: int = 0
+    attempts: int = 0  # worker crashes on this file so far
+    finished: bool = False
+    skipped: bool = False  # its version turned out to be in the index already
+    failure: FailureRecord | None = None
+    held: list[tuple[int, PageInfo]] = field(default_factory=list)  # decoded, not yet written
+
+
+@dataclass(eq=False)
+class Batch:
+    """The files committed together; rows are positional, so batches commit in order."""
+
+    id: int
+    jobs: list[Job] = field(default_factory=list)
+    rows: list[tuple[Job, PageInfo]] = field(default_factory=list)  # pending rows, in order
+    started: float = field(default_factory=time.monotonic)
+    base: int = -1  # its first row; set when it becomes the head
+    aborted: bool = False  # disk full: its files went back to the queue
+
+    def resolved(self) -> bool:
+        return all(j.finished for j in self.jobs)
+
+
+@dataclass
+class CommitInfo:
+    """What one commit made durable; feeders act on sources only after this."""
+
+    batch_id: int
+    rows: int
+    ingested: list[tuple[Candidate, tuple[int, int], int]]  # candidate, version, pages
+    failed: list[tuple[Candidate, FailureRecord]]
+    skipped: int
+    commit_ms: float
+    batch_ms: float
+    first_row: int
+
+    @property
+    def files(self) -> int:
+        """Files this commit resolved, whatever their outcome."""
+        return len(self.ingested) + len(self.failed) + self.skipped

@@ -1,0 +1,47 @@
+"""The messages that cross the supervisor/worker process boundary, pickled on a pipe.
+
+Pixels never travel in them: a Task names shared-memory slots, and a Result only says
+what was written there. Everything here must stay small and picklable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..decode import PageInfo
+
+
+@dataclass(frozen=True)
+class Task:
+    """Decode pages first_page.. of `path` into `slots` (one page per slot)."""
+
+    task_id: int
+    path: str
+    root: str | None
+    first_page: int
+    slots: tuple[int, ...]
+    version: tuple[int, int] | None  # (size, mtime_ns) the first chunk saw; None for chunk 0
+
+
+@dataclass(frozen=True)
+class Result:
+    """Pages written into the task's first len(pages) slots; the file version read."""
+
+    task_id: int
+    size: int
+    mtime_ns: int
+    pages_total: int
+    pages: list[PageInfo]
+    content_hash: str | None
+    decode_ms: float
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The file cannot become rows: `reason` is a short class, `detail` for people."""
+
+    task_id: int
+    size: int
+    mtime_ns: int
+    reason: str
+    detail: str

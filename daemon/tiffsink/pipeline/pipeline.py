@@ -1,0 +1,257 @@
+"""The supervisor's pipeline: batches of files in, committed rows and failures out.
+
+Batches are committed strictly in order, because rows are positional. The next batch
+already decodes while the head's pages are written and committed; slots are bounded, so
+memory does not grow with the number of files. Every file ends as rows, a recorded
+failure, or a skip (its version is already in the index). The jobs are split:
+`dispatch` feeds workers, `placement` turns pages into rows, `committer` makes batches
+durable in its thread, `space` pauses intake while the disk is full.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+
+import structlog
+
+from ..batch import Candidate
+from ..config import Config
+from ..dataset import DatasetWriter
+from ..dataset.index import FailureRecord, now
+from ..errors import DatasetFullError
+from .committer import Committer
+from .dispatch import Dispatcher
+from .jobs import Batch, CommitInfo, Job
+from .messages import Failure, Result, Task
+from .placement import Placement
+from .pool import Lost, Pool
+from .space import SpaceGuard
+
+log = structlog.get_logger("tiffsink")
+
+COMMIT_POLL_S = 0.005  # how often to look for a finished commit while one runs
+MAX_CRASH_ATTEMPTS = 2  # a crash may be the machine's fault (OOM killer): try once more
+
+
+class Pipeline:
+    """Files from a feeder to committed rows. Lives in the supervisor's main thread, which
+    calls `submit` and `step`; it owns the worker pool and the committer thread."""
+
+    def __init__(
+        self,
+        config: Config,
+        writer: DatasetWriter,
+        on_commit: Callable[[CommitInfo], None] | None = None,
+        requeue: Callable[[Candidate], None] | None = None,
+    ) -> None:
+        self.writer = writer
+        spec, w = config.image, config.workers
+        self.pool = Pool(spec, w.resolved_count(), w.slots_per_worker, w.timeout_s)
+        chunk = max(1, w.slots_per_worker // 2) if spec.pages == "all" else 1
+        self.dispatcher = Dispatcher(self.pool, chunk)
+        self.placement = Placement(writer, self.pool.arena, self.dispatcher)
+        self.committer = Committer(writer)
+        need = 2 * config.batch.max_files * writer.row_bytes + (1 << 20)
+        self.space = SpaceGuard(writer.directory, need)
+        self.on_commit, self.requeue = on_commit, requeue
+        self.batches: deque[Batch] = deque()  # open batches; [0] is the head
+        self.in_flight_paths: set[str] = set()
+        self._ids = 0
+        # How to pass time when no worker is busy; the daemon wakes on its event queue.
+        self.idle_wait: Callable[[float], None] = time.sleep
+
+    # -- intake ---------------------------------------------------------------------
+    def can_accept(self) -> bool:
+        """At most two batches: one writing/committing, one decoding ahead of it; none
+        while the dataset's disk is full."""
+        return self.space.ok() and len(self.batches) < 2
+
+    def disk_full(self) -> bool:
+        return self.space.paused
+
+    def idle(self) -> bool:
+        return not self.batches and self.committer.running is None
+
+    def pending_files(self) -> int:
+        running = self.committer.running
+        return sum(len(b.jobs) for b in self.batches) + (len(running.jobs) if running else 0)
+
+    def submit(self, cands: list[Candidate]) -> None:
+        """Open a batch of these files; versions already in the index are skipped."""
+        self._ids += 1
+        batch = Batch(self._ids)
+        versions = [v for c in cands if (v := c.version()) is not None]
+        known = self.writer.known(versions) if versions else set()
+        for c in cands:
+            if c.version() in known:
+                continue
+            if c.path in self.in_flight_paths:
+                # Same path already decoding: look again once that one is committed.
+                if self.requeue is not None:
+                    self.requeue(c)
+                continue
+            job = Job(c, batch)
+            batch.jobs.append(job)
+            self.in_flight_paths.add(c.path)
+            self.dispatcher.add(job)
+        if not self.batches:
+            batch.base = self.writer.cursor  # the head: its rows are written as they come
+        self.batches.append(batch)
+        self.dispatcher.dispatch(self.batches)
+
+    # -- the loop's one step ----------------------------------------------------------
+    def step(self, timeout_s: float) -> None:
+        """Wait up to `timeout_s` for worker results, handle them, commit what is complete."""
+        if self.committer.running is not None:
+            timeout_s = min(timeout_s, COMMIT_POLL_S)
+        try:
+            if not self.dispatcher.busy:
+                self.idle_wait(timeout_s)
+            else:
+                done, lost = self.pool.poll(timeout_s)
+                for task, out in done:
+                    self._finish(task, out)
+                for lo in lost:
+                    self._lost(lo)
+            self._reap(wait=False)
+            self._commit_ready()
+            self.dispatcher.dispatch(self.batches)
+        except DatasetFullError as e:
+            self._disk_full(e)
+
+    def _finish(self, task: Task, out: Result | Failure) -> None:
+        job, _ = self.dispatcher.take(task.task_id)
+        if job.batch.aborted:
+            self.dispatcher.release(task.slots)
+            return
+        if isinstance(out, Failure):
+            self.dispatcher.release(task.slots)
+            size, mtime = out.size, out.mtime_ns
+            if size < 0 and job.cand.size is not None and job.cand.mtime_ns is not None:
+                # Refused before it was opened (FIFO, symlink): record the version the
+                # feeder saw, so a rescan finds it known instead of retrying it forever.
+                size, mtime = job.cand.size, job.cand.mtime_ns
+            self._fail(job, size, mtime, out.reason, out.detail)
+            return
+        if job.version is None:
+            version = (out.size, out.mtime_ns)
+            if self.writer.known([(job.cand.path, *version)]):
+                self.dispatcher.release(task.slots)
+                job.skipped = job.finished = True
+                return
+            job.version, job.pages_total = version, out.pages_total
+            job.content_hash = out.content_hash or ""
+        log.debug(
+            "file.decoded",
+            path=job.cand.path,
+            pages=len(out.pages),
+            first_page=task.first_page,
+            decode_ms=round(out.decode_ms, 2),
+        )
+        if not out.pages:
+            self.dispatcher.release(task.slots)
+            self._fail(job, *job.version, "corrupt", f"page {job.next_page} yielded no image")
+            return
+        head = self.batches[0] is job.batch
+        for slot, info in zip(task.slots, out.pages, strict=False):
+            self.placement.place(job, slot, info, head)
+        self.dispatcher.release(task.slots[len(out.pages) :])
+        job.next_page += len(out.pages)
+        if job.next_page < job.pages_total:
+            self.dispatcher.resume_first(job)  # finish started files first: slots are taken
+        else:
+            job.finished = True
+
+    def _lost(self, lo: Lost) -> None:
+        job, task = self.dispatcher.take(lo.task.task_id)
+        self.dispatcher.release(task.slots)
+        if job.batch.aborted:
+            return
+        job.attempts += 1
+        log.warning("worker.restarted", reason=lo.reason, path=job.cand.path, detail=lo.detail)
+        if lo.reason == "decoder_crash" and job.attempts < MAX_CRASH_ATTEMPTS:
+            self.dispatcher.resume_first(job)
+            return
+        size, mtime = job.version or _stat_version(job.cand.path)
+        self._fail(job, size, mtime, lo.reason, lo.detail)
+
+    def _fail(self, job: Job, size: int, mtime_ns: int, reason: str, detail: str) -> None:
+        """Record the failure and take back any rows the file already had in this batch."""
+        job.failure = FailureRecord(job.cand.path, size, mtime_ns, reason, detail, now())
+        job.finished = True
+        self.placement.take_back(job, head=job.batch is self.batches[0])
+        log.warning("file.failed", path=job.cand.path, reason=reason, detail=detail)
+
+    # -- commits ----------------------------------------------------------------------
+    def _commit_ready(self) -> None:
+        """Hand the head batch to the committer once all its files are resolved; the next
+        batch becomes the head and writes its decoded pages while the commit fsyncs."""
+        if self.committer.running is not None or not self.batches:
+            return
+        if not self.batches[0].resolved():
+            return
+        self.committer.start(self.batches.popleft())
+        if self.batches:
+            self.placement.promote(self.batches[0])
+
+    def _reap(self, wait: bool) -> None:
+        """Deliver a finished commit: its paths leave the in-flight set, then the callback
+        runs here, in the supervisor's thread. Its errors (disk full, EIO) surface here."""
+        batch = self.committer.running
+        info = self.committer.reap(wait)
+        if info is None or batch is None:
+            return
+        for j in batch.jobs:
+            self.in_flight_paths.discard(j.cand.path)
+        if self.on_commit is not None:
+            self.on_commit(info)
+
+    def _disk_full(self, err: DatasetFullError) -> None:
+        """Give back the uncommitted rows and their space; every file of the open batches
+        goes back to the queue; intake pauses until there is room again."""
+        failed = []
+        running = self.committer.running
+        if running is not None:
+            try:
+                self._reap(wait=True)  # a commit already running may well succeed
+            except DatasetFullError:
+                failed.append(running)
+                self.committer.drop()
+        self.writer.discard_pending()  # only now: no commit is reading the file any more
+        files = 0
+        for batch in [*failed, *self.batches]:
+            batch.aborted = True
+            for job in batch.jobs:
+                self.placement.drop_held(job)
+                self.in_flight_paths.discard(job.cand.path)
+                if self.requeue is not None:
+                    self.requeue(job.cand)
+                files += 1
+        self.batches.clear()
+        self.dispatcher.clear()
+        self.space.pause()
+        log.error(
+            "dataset.disk_full",
+            detail=str(err),
+            files_requeued=files,
+            action="nothing of the open batches was committed; paused until space returns",
+        )
+
+    def close(self) -> None:
+        """Wait for a commit in flight (so a stop never drops a finished batch)."""
+        try:
+            self._reap(wait=True)
+        finally:
+            self.committer.close()
+            self.pool.close()
+
+
+def _stat_version(path: str) -> tuple[int, int]:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return (-1, -1)
+    return st.st_size, st.st_mtime_ns

@@ -1,0 +1,159 @@
+"""The worker pool, supervisor side: the worker processes and their pipes.
+
+Each worker has its own pipe; a task is sent only to a worker with room in its queue,
+and a worker that dies or overruns `timeout_s` is killed and replaced, and the task it
+was on is reported to the caller as a crash or a timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+
+from ..config import ImageSpec
+from .arena import Arena
+from .messages import Failure, Result, Task
+from .worker import worker_main
+
+QUEUE_DEPTH = 2  # tasks per worker: the next file is already in its pipe when one ends
+
+
+@dataclass
+class _Handle:
+    proc: BaseProcess
+    conn: Connection
+    queue: deque[Task] = field(default_factory=deque)
+    head_started: float = 0.0
+
+
+@dataclass(frozen=True)
+class Lost:
+    """A task whose worker died or hung; `reason` is decoder_crash or timeout."""
+
+    task: Task
+    reason: str
+    detail: str
+
+
+class Pool:
+    """The worker processes (spawned, one pipe each) and the slot arena they share.
+
+    Lives in the supervisor's main thread. `submit` sends a task to the least busy worker;
+    `poll` collects results and replaces workers that died or overran `timeout_s`.
+    """
+
+    def __init__(self, spec: ImageSpec, workers: int, slots_per_worker: int, timeout_s: float):
+        self.spec, self.timeout_s = spec, timeout_s
+        self.ctx = mp.get_context("spawn")
+        self.arena = Arena(spec, workers * slots_per_worker)
+        self.handles: list[_Handle] = []
+        try:
+            for _ in range(workers):
+                self.handles.append(self._spawn())
+        except BaseException:
+            self.close()
+            raise
+
+    def _spawn(self) -> _Handle:
+        ours, theirs = self.ctx.Pipe()
+        proc = self.ctx.Process(
+            target=worker_main,
+            args=(theirs, str(self.arena.path), self.arena.n, self.spec),
+            daemon=True,
+            name="tiffsink-worker",
+        )
+        proc.start()
+        theirs.close()
+        return _Handle(proc, ours)
+
+    @property
+    def capacity(self) -> int:
+        """How many more tasks the workers' queues accept now."""
+        return sum(QUEUE_DEPTH - len(h.queue) for h in self.handles)
+
+    def submit(self, task: Task) -> None:
+        h = min(self.handles, key=lambda h: len(h.queue))
+        if len(h.queue) >= QUEUE_DEPTH:
+            raise RuntimeError("no worker has room; check capacity first")
+        if not h.queue:
+            h.head_started = time.monotonic()
+        h.queue.append(task)
+        h.conn.send(task)
+
+    def _replace(self, h: _Handle, kill: bool) -> list[Task]:
+        """Kill (if asked) and respawn a worker; returns the tasks queued behind its head."""
+        if kill and h.proc.is_alive():
+            h.proc.kill()
+        h.proc.join(5)
+        with contextlib.suppress(OSError):
+            h.conn.close()
+        queued = list(h.queue)[1:]
+        self.handles[self.handles.index(h)] = self._spawn()
+        return queued
+
+    def poll(self, timeout_s: float) -> tuple[list[tuple[Task, Result | Failure]], list[Lost]]:
+        """Wait up to `timeout_s` for results; returns (finished, lost) and resubmits the
+        innocent tasks that sat behind a lost one."""
+        done: list[tuple[Task, Result | Failure]] = []
+        lost: list[Lost] = []
+        now = time.monotonic()
+        busy = [h for h in self.handles if h.queue]
+        wait_s = timeout_s
+        for h in busy:
+            wait_s = min(wait_s, max(0.0, h.head_started + self.timeout_s - now))
+        conns = {h.conn: h for h in busy}
+        sentinels = {h.proc.sentinel: h for h in self.handles}
+        ready = wait([*conns, *sentinels], wait_s) if (conns or sentinels) else []
+        requeue: list[Task] = []
+        for obj in ready:
+            if obj in conns:
+                h = conns[obj]
+                try:
+                    while h.queue and h.conn.poll():
+                        out = h.conn.recv()
+                        task = h.queue.popleft()
+                        done.append((task, out))
+                        h.head_started = time.monotonic()
+                except (EOFError, OSError):
+                    pass  # the sentinel below reports the death
+        for obj in ready:
+            if obj in sentinels:
+                h = sentinels[obj]
+                if h not in self.handles or h.proc.is_alive():
+                    continue
+                code = h.proc.exitcode
+                if h.queue:
+                    detail = f"worker exited with code {code} while decoding"
+                    if code is not None and code < 0:
+                        detail = f"worker killed by signal {-code} while decoding"
+                    lost.append(Lost(h.queue[0], "decoder_crash", detail))
+                requeue += self._replace(h, kill=False)
+        now = time.monotonic()
+        for h in list(self.handles):
+            if h.queue and now - h.head_started > self.timeout_s:
+                detail = f"no result after {self.timeout_s:g} s; worker killed"
+                lost.append(Lost(h.queue[0], "timeout", detail))
+                requeue += self._replace(h, kill=True)
+        for t in requeue:
+            self.submit(t)
+        return done, lost
+
+    def close(self) -> None:
+        for h in self.handles:
+            with contextlib.suppress(OSError, BrokenPipeError):
+                h.conn.send(None)
+        deadline = time.monotonic() + 5
+        for h in self.handles:
+            h.proc.join(max(0.0, deadline - time.monotonic()))
+            if h.proc.is_alive():
+                h.proc.kill()
+                h.proc.join(1)
+            with contextlib.suppress(OSError):
+                h.conn.close()
+        self.handles = []
+        self.arena.close()

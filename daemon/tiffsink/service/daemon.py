@@ -1,0 +1,192 @@
+"""`tiffsink run`: the service loop that feeds the pipeline from the watched folder.
+
+One thread (this one) owns every decision and the dataset; the observer thread and the
+scanner threads only enqueue. Order of start-up: sweep leftovers, recover the dataset,
+start watching, start the first scan, then READY=1, so no file can fall between the scan
+and the watch. On SIGTERM/SIGINT the loop stops taking batches, commits what is in
+flight and exits 0; a second signal exits at once and recovery handles the rest.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import time
+
+import structlog
+
+from ..batch import Batcher
+from ..config import Config
+from ..dataset import DatasetWriter
+from ..errors import DatasetIOError
+from ..feed.events import EventQueue
+from ..feed.names import NameFilter
+from ..feed.scan import Scanner
+from ..feed.watch import Watcher
+from ..pipeline import CommitInfo, Pipeline
+from ..pipeline.arena import sweep_stale_arenas
+from .disposal import Disposal
+from .health import Health
+from .http import StatusServer
+from .intake import Intake
+from .sdnotify import Notifier, watchdog_interval_s
+from .signals import StopSignals
+
+log = structlog.get_logger("tiffsink")
+
+LOOP_WAIT_S = 0.05  # longest wait between looks at signals, timers and the batcher
+STATUS_EVERY_S = 5.0
+
+
+class Daemon:
+    """The main thread of `tiffsink run`: owns the writer, the pipeline and every decision.
+
+    Other threads: the watchdog observer, scanners and the HTTP server only enqueue or
+    read; the pipeline's committer thread commits batches.
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.q = EventQueue()
+        self.root = cfg.watch.directory
+        self.batcher = Batcher(cfg.batch.max_files, cfg.batch.max_wait_ms)
+        self.notifier = Notifier()
+        self.health = Health(cfg.image.row_bytes, stall_s=max(120.0, 4 * cfg.workers.timeout_s))
+        self.stop = StopSignals(
+            1, "tiffsink: second signal, exiting at once; recovery runs at next start"
+        )
+
+    # -- after a commit -------------------------------------------------------------
+    def on_commit(self, info: CommitInfo) -> None:
+        now = time.monotonic()
+        for cand, version, pages in info.ingested:
+            log.info(
+                "file.ingested",
+                path=cand.path,
+                pages=pages,
+                latency_ms=round((now - cand.seen_at) * 1000, 1),
+            )
+            self.health.ingested(now - cand.seen_at)
+            self.disposal.ingested(cand.path, version)
+        for cand, rec in info.failed:
+            self.health.failed_file(rec.reason)
+            self.disposal.failed(cand.path, (rec.size, rec.mtime_ns))
+        log.info(
+            "batch.committed",
+            rows=info.rows,
+            files=len(info.ingested),
+            failed=len(info.failed),
+            skipped=info.skipped,
+            ms=round(info.commit_ms, 1),
+            batch_ms=round(info.batch_ms, 1),
+            first_row=info.first_row,
+        )
+        self.health.committed(info, self.writer.committed)
+
+    # -- lifecycle --------------------------------------------------------------------
+    def run(self) -> int:
+        cfg = self.cfg
+        for p in sweep_stale_arenas():
+            log.info("shm.swept", path=str(p))
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.writer = writer = DatasetWriter(cfg.dataset.directory, cfg.image)
+        log.info("dataset.opened", path=str(cfg.dataset.directory), rows=writer.committed)
+        # `systemctl kill -s USR1 tiffsink` prints every thread's stack to the journal,
+        # even if the interpreter is wedged: for diagnosing a stuck service in place.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+        self.disposal = Disposal(cfg, writer)
+        scanner = Scanner(
+            self.q,
+            writer.layout,
+            NameFilter.from_config(cfg.watch),
+            cfg.watch.recursive,
+            cfg.excluded_folders(),
+            report_known=cfg.sources.after_ingest != "keep"
+            or cfg.sources.failed_directory is not None,
+        )
+        intake = Intake(cfg, self.q, self.batcher, scanner, self.disposal)
+        server = None
+        with self.stop:
+            self.pipeline = Pipeline(cfg, writer, self.on_commit, requeue=self.batcher.add)
+            self.pipeline.idle_wait = self.q.wait
+            watcher = Watcher(cfg.watch, self.q)
+            try:
+                watcher.start()
+                scanner.start(self.root, "start")
+                self.health.start(watcher, self.pipeline, writer.committed)
+                if cfg.metrics.listen:
+                    server = StatusServer(self.health, cfg.metrics.listen)
+                self.notifier.notify("READY=1")
+                log.info(
+                    "daemon.ready",
+                    watch=str(self.root),
+                    polling=cfg.watch.polling,
+                    workers=cfg.workers.resolved_count(),
+                    pid=os.getpid(),
+                )
+                try:
+                    self.loop(watcher, scanner, intake)
+                except DatasetIOError as e:
+                    log.error("dataset.io_error", detail=str(e), action="exit 75; restart recovers")
+                    raise
+                self.notifier.notify("STOPPING=1")
+            finally:
+                watcher.close()
+                if server is not None:
+                    server.close()
+                self.pipeline.close()
+                writer.close()
+        log.info("daemon.stopped", rows=writer.committed)
+        return 0
+
+    def loop(self, watcher: Watcher, scanner: Scanner, intake: Intake) -> None:
+        """Until a stop signal and an idle pipeline: take events, cut batches, step."""
+        rescan_s = self.cfg.watch.rescan_interval_s
+        next_rescan = time.monotonic() + rescan_s if rescan_s else float("inf")
+        wd_every = watchdog_interval_s()
+        next_wd = next_status = 0.0
+        stopping_logged = False
+        pipeline = self.pipeline
+        while True:
+            if self.stop.requested:
+                if not stopping_logged:
+                    stopping_logged = True
+                    log.info(
+                        "daemon.stopping",
+                        signal=self.stop.name,
+                        pending_batches=not pipeline.idle(),
+                    )
+                if pipeline.idle():
+                    return
+            else:
+                intake.drain()
+                now = time.monotonic()
+                if not watcher.alive():
+                    log.error("events.lost", reason="observer thread died", action="restart+rescan")
+                    watcher.restart()
+                    scanner.request_full()
+                if now >= next_rescan:
+                    next_rescan = now + rescan_s
+                    scanner.request_full()
+                scanner.start_pending(self.root)
+                if pipeline.can_accept() and self.batcher.ready():
+                    pipeline.submit(self.batcher.take())
+            dl = self.batcher.deadline()
+            if dl is None or self.stop.requested or not pipeline.can_accept():
+                wait = LOOP_WAIT_S  # nothing due, or the pipeline is full: wait for workers
+            else:
+                wait = min(LOOP_WAIT_S, max(0.0, dl - time.monotonic()))
+            pipeline.step(wait)
+            now = time.monotonic()
+            if wd_every is not None and now >= next_wd and self.health.progressing():
+                self.notifier.notify("WATCHDOG=1")
+                next_wd = now + wd_every
+            if now >= next_status:
+                next_status = now + STATUS_EVERY_S
+                self.health.set_pending(len(self.batcher) + pipeline.pending_files())
+                self.notifier.notify(f"STATUS={self.health.status_line()}")
+
+
+def run(cfg: Config) -> int:
+    return Daemon(cfg).run()

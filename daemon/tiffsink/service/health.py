@@ -1,0 +1,125 @@
+"""What the daemon knows about itself: counters, rates, and whether it is healthy.
+
+Only the supervisor updates these, from its own thread; the HTTP server thread only
+reads. "Progressing" means: the observer is alive, and either nothing is waiting or a
+commit happened recently; that is what systemd's watchdog and /healthz both rely on, so a
+wedged pipeline gets restarted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from typing import Any, Protocol
+
+from .. import __version__
+from ..dataset.header import HEADER_BYTES
+from ..pipeline import CommitInfo
+from .metrics import Metrics
+
+DISK_FULL = "dataset disk is full: intake paused until space returns"
+
+
+class Observed(Protocol):
+    def alive(self) -> bool: ...
+
+
+class Busy(Protocol):
+    def idle(self) -> bool: ...
+
+    def disk_full(self) -> bool: ...
+
+
+class Health:
+    """Counters and health of one daemon; updated by the main loop, read by HTTP."""
+
+    def __init__(self, row_bytes: int = 0, stall_s: float = 120.0) -> None:
+        self.started = time.time()
+        self.row_bytes = row_bytes
+        self.stall_s = stall_s
+        self.rows = 0
+        self.ingested_total = 0
+        self.failed: Counter[str] = Counter()
+        self.pending = 0
+        self.last_commit = 0.0
+        self.last_commit_mono = time.monotonic()
+        self._recent: deque[tuple[float, int]] = deque(maxlen=4096)
+        self.watcher: Observed | None = None
+        self.pipeline: Busy | None = None
+        self.metrics = Metrics()
+
+    @property
+    def bytes(self) -> int:
+        return HEADER_BYTES + self.rows * self.row_bytes
+
+    # -- updates, from the supervisor thread ----------------------------------------
+    def start(self, watcher: Observed, pipeline: Busy, rows: int) -> None:
+        self.watcher, self.pipeline = watcher, pipeline
+        self._set_rows(rows)
+
+    def _set_rows(self, rows: int) -> None:
+        self.rows = rows
+        self.metrics.rows.set(rows)
+        self.metrics.bytes.set(self.bytes)
+
+    def set_pending(self, n: int) -> None:
+        self.pending = n
+        self.metrics.pending.set(n)
+
+    def ingested(self, latency_s: float) -> None:
+        self.ingested_total += 1
+        self.metrics.latency.observe(latency_s)
+
+    def failed_file(self, reason: str) -> None:
+        self.failed[reason] += 1
+        self.metrics.failed.labels(reason=reason).inc()
+
+    def committed(self, info: CommitInfo, rows: int) -> None:
+        self.last_commit = time.time()
+        self.last_commit_mono = time.monotonic()
+        self._recent.append((self.last_commit_mono, info.rows))
+        self.metrics.ingested.inc(info.rows)
+        self.metrics.batch.observe(info.batch_ms / 1000)
+        self.metrics.last.set(self.last_commit)
+        self._set_rows(rows)
+
+    # -- reads ------------------------------------------------------------------------
+    def rate_per_s(self, window_s: float = 60.0) -> float:
+        now = time.monotonic()
+        return sum(n for t, n in list(self._recent) if now - t <= window_s) / window_s
+
+    def problem(self) -> str | None:
+        """None when healthy, else why not (the text /healthz returns with 503)."""
+        if self.watcher is not None and not self.watcher.alive():
+            return "observer thread is not running"
+        if self.pipeline is not None and self.pipeline.disk_full():
+            return DISK_FULL
+        busy = self.pipeline is not None and not self.pipeline.idle()
+        if busy and time.monotonic() - self.last_commit_mono > self.stall_s:
+            return f"pipeline has work but committed nothing for {self.stall_s:.0f} s"
+        return None
+
+    def progressing(self) -> bool:
+        """What systemd's watchdog is fed on. A disk-full pause is deliberate (the loop
+        runs and resumes by itself), so it is reported by /healthz but not a reason for
+        systemd to kill and restart the service."""
+        return self.problem() in (None, DISK_FULL)
+
+    def status_line(self) -> str:
+        return f"{self.rows} rows, {self.pending} pending, {self.rate_per_s():.1f} rows/s"
+
+    def status(self) -> dict[str, Any]:
+        problem = self.problem()
+        return {
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "pending": self.pending,
+            "ingested_files": self.ingested_total,
+            "failed": dict(self.failed),
+            "last_commit": self.last_commit or None,
+            "rows_per_s_1m": round(self.rate_per_s(), 3),
+            "healthy": problem is None,
+            "problem": problem,
+            "started": self.started,
+            "version": __version__,
+        }

@@ -1,0 +1,1 @@
+"""Test hooks compiled into tiffsink: fault injection that is free when unset."""
