@@ -22,6 +22,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 @dataclass(frozen=True)
 class WatchConfig:
+    """[watch]: the inbox, which names to take, and how a file is known to be complete."""
+
     directory: Path = Path("inbox")
     recursive: bool = True
     patterns: tuple[str, ...] = ("*.tif", "*.tiff")
@@ -34,6 +36,8 @@ class WatchConfig:
 
 @dataclass(frozen=True)
 class BatchConfig:
+    """[batch]: a batch (the unit of commit) closes at max_files or max_wait_ms."""
+
     max_files: int = 64
     max_wait_ms: int = 1000
 
@@ -75,11 +79,15 @@ class ImageSpec:
 
 @dataclass(frozen=True)
 class DatasetConfig:
+    """[dataset]: the folder of images.npy and index.sqlite."""
+
     directory: Path = Path("dataset")
 
 
 @dataclass(frozen=True)
 class WorkersConfig:
+    """[workers]: decoder processes (0 = one per core), their timeout and slots."""
+
     count: int = 0
     timeout_s: float = 30.0
     slots_per_worker: int = 4
@@ -90,6 +98,8 @@ class WorkersConfig:
 
 @dataclass(frozen=True)
 class SourcesConfig:
+    """[sources]: what happens to a source file once its fate is committed."""
+
     after_ingest: str = "keep"
     done_directory: Path | None = None
     failed_directory: Path | None = None
@@ -97,17 +107,23 @@ class SourcesConfig:
 
 @dataclass(frozen=True)
 class LogConfig:
+    """[log]: JSON lines or console output, and the level."""
+
     format: str = "auto"
     level: str = "info"
 
 
 @dataclass(frozen=True)
 class MetricsConfig:
+    """[metrics]: "host:port" for /metrics, /healthz and /status; empty = off."""
+
     listen: str = ""
 
 
 @dataclass(frozen=True)
 class Config:
+    """The whole config, one frozen object handed to every stage."""
+
     watch: WatchConfig = field(default_factory=WatchConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
     image: ImageSpec = field(default_factory=ImageSpec)

@@ -15,6 +15,8 @@ from .writer import DatasetWriter
 
 @dataclass
 class Report:
+    """Problems make verify fail; notes are facts (a commit in progress, the row count)."""
+
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 

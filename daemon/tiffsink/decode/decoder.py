@@ -52,13 +52,19 @@ class PageInfo:
 
 @dataclass
 class DecodeResult:
+    """What one `Decoder.decode` call wrote, and the file facts found on the way."""
+
     pages_total: int  # pages this file contributes (1 when spec.pages == "first")
     pages: list[PageInfo]  # pages decoded by this call; pages[i] went to outs[i]
     content_hash: str | None  # xxh3_128 of the whole file; only when first_page == 0
 
 
 class Decoder:
-    """One per process; reusable scratch buffers mean the hot path allocates nothing per file."""
+    """Picks the route for a file and decodes its pages into output rows.
+
+    One per worker process (or per `decode_file` call); it owns the scratch buffers, so
+    the hot path allocates nothing per file.
+    """
 
     def __init__(self, spec: ImageSpec) -> None:
         self.spec = spec

@@ -27,6 +27,8 @@ class Kind(enum.Enum):
 
 @dataclass(frozen=True)
 class FileEvent:
+    """Something happened to the file (or folder) at `path`."""
+
     kind: Kind
     path: str
 
@@ -40,6 +42,8 @@ class EventsLost:
 
 @dataclass(frozen=True)
 class ScanDone:
+    """A scan finished; logged as scan.done."""
+
     why: str  # start, reconcile, new-folder
     files: int  # wanted files seen
     queued: int  # of those, versions the index did not know

@@ -4,13 +4,13 @@ Batches are committed strictly in order, because rows are positional. The next b
 already decodes while the head's pages are written and committed; slots are bounded, so
 memory does not grow with the number of files. Every file ends as rows, a recorded
 failure, or a skip (its version is already in the index). The jobs are split:
-`dispatch` feeds workers, `placement` turns pages into rows, `committer` makes batches
-durable in its thread, `space` pauses intake while the disk is full.
+`dispatch` feeds workers, `outcomes` handles their answers, `placement` turns pages into
+rows, `committer` makes batches durable in its thread, `space` pauses intake while the
+disk is full.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -20,20 +20,18 @@ import structlog
 from ..batch import Candidate
 from ..config import Config
 from ..dataset import DatasetWriter
-from ..dataset.index import FailureRecord, now
 from ..errors import DatasetFullError
 from .committer import Committer
 from .dispatch import Dispatcher
 from .jobs import Batch, CommitInfo, Job
-from .messages import Failure, Result, Task
+from .outcomes import Outcomes
 from .placement import Placement
-from .pool import Lost, Pool
+from .pool import Pool
 from .space import SpaceGuard
 
 log = structlog.get_logger("tiffsink")
 
 COMMIT_POLL_S = 0.005  # how often to look for a finished commit while one runs
-MAX_CRASH_ATTEMPTS = 2  # a crash may be the machine's fault (OOM killer): try once more
 
 
 class Pipeline:
@@ -58,6 +56,7 @@ class Pipeline:
         self.space = SpaceGuard(writer.directory, need)
         self.on_commit, self.requeue = on_commit, requeue
         self.batches: deque[Batch] = deque()  # open batches; [0] is the head
+        self.outcomes = Outcomes(writer, self.dispatcher, self.placement, self.batches)
         self.in_flight_paths: set[str] = set()
         self._ids = 0
         # How to pass time when no worker is busy; the daemon wakes on its event queue.
@@ -113,77 +112,14 @@ class Pipeline:
             else:
                 done, lost = self.pool.poll(timeout_s)
                 for task, out in done:
-                    self._finish(task, out)
+                    self.outcomes.finish(task, out)
                 for lo in lost:
-                    self._lost(lo)
+                    self.outcomes.lost(lo)
             self._reap(wait=False)
             self._commit_ready()
             self.dispatcher.dispatch(self.batches)
         except DatasetFullError as e:
             self._disk_full(e)
-
-    def _finish(self, task: Task, out: Result | Failure) -> None:
-        job, _ = self.dispatcher.take(task.task_id)
-        if job.batch.aborted:
-            self.dispatcher.release(task.slots)
-            return
-        if isinstance(out, Failure):
-            self.dispatcher.release(task.slots)
-            size, mtime = out.size, out.mtime_ns
-            if size < 0 and job.cand.size is not None and job.cand.mtime_ns is not None:
-                # Refused before it was opened (FIFO, symlink): record the version the
-                # feeder saw, so a rescan finds it known instead of retrying it forever.
-                size, mtime = job.cand.size, job.cand.mtime_ns
-            self._fail(job, size, mtime, out.reason, out.detail)
-            return
-        if job.version is None:
-            version = (out.size, out.mtime_ns)
-            if self.writer.known([(job.cand.path, *version)]):
-                self.dispatcher.release(task.slots)
-                job.skipped = job.finished = True
-                return
-            job.version, job.pages_total = version, out.pages_total
-            job.content_hash = out.content_hash or ""
-        log.debug(
-            "file.decoded",
-            path=job.cand.path,
-            pages=len(out.pages),
-            first_page=task.first_page,
-            decode_ms=round(out.decode_ms, 2),
-        )
-        if not out.pages:
-            self.dispatcher.release(task.slots)
-            self._fail(job, *job.version, "corrupt", f"page {job.next_page} yielded no image")
-            return
-        head = self.batches[0] is job.batch
-        for slot, info in zip(task.slots, out.pages, strict=False):
-            self.placement.place(job, slot, info, head)
-        self.dispatcher.release(task.slots[len(out.pages) :])
-        job.next_page += len(out.pages)
-        if job.next_page < job.pages_total:
-            self.dispatcher.resume_first(job)  # finish started files first: slots are taken
-        else:
-            job.finished = True
-
-    def _lost(self, lo: Lost) -> None:
-        job, task = self.dispatcher.take(lo.task.task_id)
-        self.dispatcher.release(task.slots)
-        if job.batch.aborted:
-            return
-        job.attempts += 1
-        log.warning("worker.restarted", reason=lo.reason, path=job.cand.path, detail=lo.detail)
-        if lo.reason == "decoder_crash" and job.attempts < MAX_CRASH_ATTEMPTS:
-            self.dispatcher.resume_first(job)
-            return
-        size, mtime = job.version or _stat_version(job.cand.path)
-        self._fail(job, size, mtime, lo.reason, lo.detail)
-
-    def _fail(self, job: Job, size: int, mtime_ns: int, reason: str, detail: str) -> None:
-        """Record the failure and take back any rows the file already had in this batch."""
-        job.failure = FailureRecord(job.cand.path, size, mtime_ns, reason, detail, now())
-        job.finished = True
-        self.placement.take_back(job, head=job.batch is self.batches[0])
-        log.warning("file.failed", path=job.cand.path, reason=reason, detail=detail)
 
     # -- commits ----------------------------------------------------------------------
     def _commit_ready(self) -> None:
@@ -247,11 +183,3 @@ class Pipeline:
         finally:
             self.committer.close()
             self.pool.close()
-
-
-def _stat_version(path: str) -> tuple[int, int]:
-    try:
-        st = os.stat(path, follow_symlinks=False)
-    except OSError:
-        return (-1, -1)
-    return st.st_size, st.st_mtime_ns

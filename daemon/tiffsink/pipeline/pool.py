@@ -25,6 +25,8 @@ QUEUE_DEPTH = 2  # tasks per worker: the next file is already in its pipe when o
 
 @dataclass
 class _Handle:
+    """One worker: its process, its pipe, and the tasks sent to it, oldest first."""
+
     proc: BaseProcess
     conn: Connection
     queue: deque[Task] = field(default_factory=deque)

@@ -21,10 +21,14 @@ DISK_FULL = "dataset disk is full: intake paused until space returns"
 
 
 class Observed(Protocol):
+    """The observer, as health sees it."""
+
     def alive(self) -> bool: ...
 
 
 class Busy(Protocol):
+    """The pipeline, as health sees it."""
+
     def idle(self) -> bool: ...
 
     def disk_full(self) -> bool: ...

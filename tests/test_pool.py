@@ -1,0 +1,123 @@
+"""The worker pool with real spawned workers: results in slots, crashes and hangs contained."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tiffsink.config import ImageSpec
+from tiffsink.decode import decode_file
+from tiffsink.pipeline.messages import Failure, Result, Task
+from tiffsink.pipeline.pool import QUEUE_DEPTH, Lost, Pool
+from tiffsink.testing import faults
+
+from corpus import gray, write_tiff
+
+SPEC = ImageSpec(height=32, width=24, dtype="uint16")
+
+
+def collect(
+    pool: Pool, want: int, timeout_s: float = 60
+) -> tuple[list[tuple[Task, Result | Failure]], list[Lost]]:
+    """Poll until `want` tasks finished or were lost, or fail at the deadline."""
+    done: list[tuple[Task, Result | Failure]] = []
+    lost: list[Lost] = []
+    deadline = time.monotonic() + timeout_s
+    while len(done) + len(lost) < want:
+        assert time.monotonic() < deadline, f"only {len(done)} done, {len(lost)} lost"
+        d, lo = pool.poll(0.1)
+        done += d
+        lost += lo
+    return done, lost
+
+
+def task(task_id: int, path: Path, slot: int) -> Task:
+    return Task(task_id, str(path), str(path.parent), 0, (slot,), None)
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    d = tmp_path / "src"
+    d.mkdir()
+    for name in ("good.tif", "victim.tif", "stuck.tif"):
+        write_tiff(d / name, gray(seed=len(name)))
+    return d
+
+
+def test_result_lands_in_the_slot_the_task_named(src: Path) -> None:
+    """The worker writes the decoded row into the named shared-memory slot, nothing else."""
+    pool = Pool(SPEC, workers=1, slots_per_worker=3, timeout_s=30)
+    try:
+        pool.arena.free.clear()
+        pool.submit(task(1, src / "good.tif", 2))
+        [(t, out)], lost = collect(pool, 1)
+        assert lost == [] and isinstance(out, Result) and t.task_id == 1
+        row = np.frombuffer(pool.arena.view(2), SPEC.dtype).reshape(SPEC.row_shape)
+        [(_, want)] = decode_file(src / "good.tif", SPEC)
+        assert np.array_equal(row, want)
+        assert out.size == (src / "good.tif").stat().st_size and out.pages_total == 1
+    finally:
+        pool.close()
+
+
+def test_capacity_is_queue_depth_per_worker(src: Path) -> None:
+    """Each worker takes QUEUE_DEPTH tasks; a full pool refuses another submit."""
+    pool = Pool(SPEC, workers=2, slots_per_worker=4, timeout_s=30)
+    try:
+        assert pool.capacity == 2 * QUEUE_DEPTH
+        for i in range(2 * QUEUE_DEPTH):
+            pool.submit(task(i, src / "good.tif", i))
+        assert pool.capacity == 0
+        with pytest.raises(RuntimeError):
+            pool.submit(task(99, src / "good.tif", 0))
+        done, _lost = collect(pool, 2 * QUEUE_DEPTH)
+        assert len(done) == 2 * QUEUE_DEPTH and pool.capacity == 2 * QUEUE_DEPTH
+    finally:
+        pool.close()
+
+
+def test_crash_is_reported_replaced_and_the_task_behind_it_resubmitted(
+    src: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A segfault costs only its task (decoder_crash); the next task queued on that worker
+    is sent again and completes on the replacement worker."""
+    monkeypatch.setenv(faults.ENV, "segv=victim")
+    pool = Pool(SPEC, workers=1, slots_per_worker=2, timeout_s=30)
+    try:
+        first_pid = pool.handles[0].proc.pid
+        pool.submit(task(1, src / "victim.tif", 0))
+        pool.submit(task(2, src / "good.tif", 1))
+        done, lost = collect(pool, 2)
+        assert [(lo.task.task_id, lo.reason) for lo in lost] == [(1, "decoder_crash")]
+        assert "signal" in lost[0].detail
+        assert [(t.task_id, type(out)) for t, out in done] == [(2, Result)]
+        assert pool.handles[0].proc.pid != first_pid
+    finally:
+        pool.close()
+
+
+def test_hung_worker_is_killed_after_timeout(src: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No answer within timeout_s: the task is lost as a timeout and the worker replaced."""
+    monkeypatch.setenv(faults.ENV, "hang=stuck")
+    pool = Pool(SPEC, workers=1, slots_per_worker=1, timeout_s=1.0)
+    try:
+        first = pool.handles[0].proc
+        pool.submit(task(1, src / "stuck.tif", 0))
+        done, lost = collect(pool, 1)
+        assert done == [] and [lo.reason for lo in lost] == ["timeout"]
+        assert not first.is_alive() and pool.handles[0].proc.is_alive()
+    finally:
+        pool.close()
+
+
+def test_close_stops_workers_and_removes_the_arena(src: Path) -> None:
+    """After close no worker runs and the /dev/shm file is gone."""
+    pool = Pool(SPEC, workers=2, slots_per_worker=1, timeout_s=30)
+    procs = [h.proc for h in pool.handles]
+    path = pool.arena.path
+    pool.close()
+    assert not path.exists()
+    assert all(not p.is_alive() for p in procs)
