@@ -84,6 +84,7 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     """Open the index; writers get WAL + synchronous=FULL, readers a read-only handle."""
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
+        conn.execute("PRAGMA query_only=1")
     else:
         # Used by the pipeline's committer thread; never by two threads at once.
         conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)

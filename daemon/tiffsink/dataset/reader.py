@@ -20,7 +20,11 @@ from .layout import Layout
 
 
 class Dataset:
-    """Read-only view of the committed rows of a dataset directory."""
+    """Read-only view of the committed rows of a dataset directory.
+
+    Any process, any number at once, while a writer appends: it owns a read-only index
+    connection and a memmap that `refresh` replaces when rows were committed since.
+    """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.layout = Layout.of(directory).require()

@@ -34,7 +34,11 @@ def fsync_dir(path: Path) -> None:
 
 
 class RowFile:
-    """Rows of `spec` in one .npy file: create, check, write, move, cut, sync."""
+    """Rows of `spec` in one .npy file: create, check, write, move, cut, sync.
+
+    Owned by the DatasetWriter; its fd is used by the main thread (writes) and the
+    committer thread (fdatasync, header), never for the same rows at once.
+    """
 
     def __init__(self, path: Path, spec: ImageSpec) -> None:
         self.path, self.spec = path, spec

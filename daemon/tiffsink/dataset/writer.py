@@ -180,7 +180,6 @@ class DatasetWriter:
         running in the committer thread."""
         if self._lookup is None:
             self._lookup = index.connect(self.layout.index, readonly=True)
-            self._lookup.execute("PRAGMA query_only=1")
             self._opened.insert(0, self._lookup.close)
         return self._lookup
 

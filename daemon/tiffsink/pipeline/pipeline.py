@@ -44,6 +44,7 @@ class Pipeline:
         writer: DatasetWriter,
         on_commit: Callable[[CommitInfo], None] | None = None,
         requeue: Callable[[Candidate], None] | None = None,
+        idle_wait: Callable[[float], None] = time.sleep,
     ) -> None:
         self.writer = writer
         spec, w = config.image, config.workers
@@ -60,7 +61,7 @@ class Pipeline:
         self.in_flight_paths: set[str] = set()
         self._ids = 0
         # How to pass time when no worker is busy; the daemon wakes on its event queue.
-        self.idle_wait: Callable[[float], None] = time.sleep
+        self.idle_wait = idle_wait
 
     # -- intake ---------------------------------------------------------------------
     def can_accept(self) -> bool:

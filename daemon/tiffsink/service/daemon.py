@@ -108,8 +108,9 @@ class Daemon:
         intake = Intake(cfg, self.q, self.batcher, scanner, self.disposal)
         server = None
         with self.stop:
-            self.pipeline = Pipeline(cfg, writer, self.on_commit, requeue=self.batcher.add)
-            self.pipeline.idle_wait = self.q.wait
+            self.pipeline = Pipeline(
+                cfg, writer, self.on_commit, requeue=self.batcher.add, idle_wait=self.q.wait
+            )
             watcher = Watcher(cfg.watch, self.q)
             try:
                 watcher.start()

@@ -25,7 +25,11 @@ log = structlog.get_logger("tiffsink")
 
 
 class Intake:
-    """Takes events off the queue and decides what each one means."""
+    """Takes events off the queue and decides what each one means; the loop's thread only.
+
+    Owns the settler and the set of files being written; hands candidates to the batcher,
+    folders and lost events to the scanner, and known files to disposal.
+    """
 
     def __init__(
         self,
