@@ -84,6 +84,7 @@ BAD_VALUES: list[tuple[str, str, Any, list[str]]] = [
     ("image", "width", 512.0, ["integer"]),
     ("image", "height", True, ["integer"]),
     ("image", "max_pixels", 0, [">= 1"]),
+    ("image", "max_page_bytes", 0, [">= 1"]),
     ("image", "intensity", [5, 1], ['"full"', '"minmax"', "lo < hi"]),
     ("image", "intensity", [1, 1], ['"full"', '"minmax"', "lo < hi"]),
     ("image", "intensity", [0, 1, 2], ['"full"', '"minmax"', "[lo, hi]"]),

@@ -485,6 +485,13 @@ def test_max_pixels_is_not_part_of_the_spec(tmp_path: Path) -> None:
         assert w.committed == 2
 
 
+def test_max_page_bytes_is_not_part_of_the_spec(tmp_path: Path) -> None:
+    """The decoded-bytes limit is a safety limit too: changing it keeps the dataset usable."""
+    baseline(tmp_path)
+    with DatasetWriter(tmp_path, ImageSpec(height=3, width=4, max_page_bytes=10)) as w:
+        assert w.committed == 2
+
+
 def test_a_refused_open_leaks_no_file_descriptors(tmp_path: Path) -> None:
     """A writer that fails to open (spec mismatch) closes everything it opened."""
     baseline(tmp_path)

@@ -138,6 +138,7 @@ def _parse_section(p: _Parser, cls: type) -> Any:
             "pages": lambda: p.choice("pages", PAGES),
             "intensity": lambda: _intensity(p),
             "max_pixels": lambda: p.integer("max_pixels", 1),
+            "max_page_bytes": lambda: p.integer("max_page_bytes", 1),
         },
         "dataset": {"directory": lambda: p.dirpath("directory")},
         "workers": {

@@ -18,6 +18,7 @@ PAGES = ("first", "all")
 AFTER_INGEST = ("keep", "move", "delete")
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LIMIT_KEYS = ("max_pixels", "max_page_bytes")  # [image] keys that are not part of the spec
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class ImageSpec:
     pages: str = "first"
     intensity: str | tuple[float, float] = "full"
     max_pixels: int = 2**28
+    max_page_bytes: int = 2**31
 
     @property
     def row_shape(self) -> tuple[int, ...]:
@@ -68,9 +70,9 @@ class ImageSpec:
         return n * {"uint8": 1, "uint16": 2, "float32": 4}[self.dtype]
 
     def identity(self) -> dict[str, Any]:
-        """The keys that decide what a row contains (max_pixels is a safety limit, not one)."""
+        """The keys that decide what a row contains (the size limits are safety limits)."""
         d: dict[str, Any] = {
-            f.name: getattr(self, f.name) for f in fields(self) if f.name != "max_pixels"
+            f.name: getattr(self, f.name) for f in fields(self) if f.name not in LIMIT_KEYS
         }
         if isinstance(self.intensity, tuple):
             d["intensity"] = list(self.intensity)

@@ -26,7 +26,10 @@ import xxhash
 from ..config import ImageSpec
 from ..errors import DecodeError
 from .convert import Converter
+from .fallback import opencv_page, pillow_page
+from .limits import Limits, bytes_per_sample
 from .safeopen import open_source
+from .samples import describe, normalize
 from .scratch import Array, Scratch
 from .tiffheader import HeaderError, Ifd, read_first_ifd
 
@@ -34,6 +37,8 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 _CV2_CODECS = frozenset((5, 7, 32773))  # LZW, JPEG, PackBits
+# tifffile failures that another reader may not share: worth trying the fallbacks.
+_READER_SPECIFIC = frozenset(("corrupt", "unsupported_layout"))
 _WHOLE_MAX = 256 << 20  # files up to this size are read whole (fast routes); larger stream
 _HASH_CHUNK = 8 << 20
 _CHUNK = 8  # pages per Decoder.decode call in decode_file, like a worker's slots
@@ -70,6 +75,7 @@ class Decoder:
         self.spec = spec
         self.scratch = Scratch()
         self.converter = Converter(spec, self.scratch)
+        self.limits = Limits(spec)
 
     def decode(
         self, fd: int, path: str, size: int, first_page: int, outs: Sequence[Array]
@@ -93,16 +99,12 @@ class Decoder:
     ) -> DecodeResult:
         if size <= 0:
             raise DecodeError(path, "empty", "file has 0 bytes")
-        ifd = read_first_ifd(fd, size)
-        if ifd.width <= 0 or ifd.height <= 0:
-            raise DecodeError(path, "corrupt", f"page 0 is {ifd.width}x{ifd.height}")
-        self._check_pixels(path, 0, ifd.width * ifd.height * ifd.depth)
-        if ifd.data_end > size:
-            raise DecodeError(path, "truncated", f"page 0 data ends at {ifd.data_end}, file {size}")
+        ifd, header_error = self._header(fd, path, size)
         digest = None
-        single = self.spec.pages == "first" or ifd.next_ifd == 0
-        route = _route(ifd) if first == 0 and outs and single and size <= _WHOLE_MAX else None
-        if route is not None:
+        single = ifd is not None and (self.spec.pages == "first" or ifd.next_ifd == 0)
+        fast = ifd is not None and single and first == 0 and bool(outs) and size <= _WHOLE_MAX
+        route = _route(ifd) if fast and ifd is not None else None
+        if ifd is not None and route is not None:
             align = ifd.offsets[0] if route == "raw" else 0
             data = self._read_all(fd, path, size, align)
             digest = xxhash.xxh3_128(data.data).hexdigest()
@@ -114,13 +116,90 @@ class Decoder:
                 return DecodeResult(1, [info], digest)
         if first == 0 and digest is None:
             digest = self._hash_fd(fd, path, size)
-        return self._tifffile(fd, path, size, first, outs, digest)
+        try:
+            return self._tifffile(fd, path, size, first, outs, digest)
+        except DecodeError as e:
+            if e.reason not in _READER_SPECIFIC:
+                raise
+            got_fb = self._fallback(fd, path, size, first, outs, digest, ifd)
+            if got_fb is None:
+                raise (header_error or e) from None
+            return got_fb
 
-    def _check_pixels(self, path: str, page: int, pixels: int) -> None:
-        if pixels > self.spec.max_pixels:
-            raise DecodeError(
-                path, "too_large", f"page {page} declares {pixels} pixels > max_pixels"
-            )
+    def _header(self, fd: int, path: str, size: int) -> tuple[Ifd | None, DecodeError | None]:
+        """IFD 0 from tiffsink's own parser, checked against the limits.
+
+        Only `not_tiff` and `too_large` are final here; any other header trouble is left to
+        the full readers (libtiff and Pillow forgive what this parser does not), and is
+        reported only if they fail too.
+        """
+        try:
+            ifd = read_first_ifd(fd, size)
+        except HeaderError as e:
+            err = DecodeError(path, e.reason, e.detail)
+            if e.reason == "not_tiff":
+                raise err from None
+            return None, err
+        if ifd.width <= 0 or ifd.height <= 0:
+            return None, DecodeError(path, "corrupt", f"page 0 is {ifd.width}x{ifd.height}")
+        self.limits.check(
+            path, 0, ifd.width, ifd.height, ifd.depth, ifd.spp, bytes_per_sample(max(ifd.bits))
+        )
+        if ifd.data_end > size:
+            err = DecodeError(path, "truncated", f"page 0 data ends at {ifd.data_end}, file {size}")
+            return None, err
+        return ifd, None
+
+    def _fallback(
+        self,
+        fd: int,
+        path: str,
+        size: int,
+        first: int,
+        outs: Sequence[Array],
+        digest: str | None,
+        ifd: Ifd | None,
+    ) -> DecodeResult | None:
+        """Pillow for any page, then libtiff through OpenCV for page 0; None if both fail."""
+        if not outs or size > _WHOLE_MAX:
+            return None
+        data = self._read_all(fd, path, size, 0)
+        got = pillow_page(data.tobytes(), path, first, self.limits)
+        if got is not None:
+            src, n_pages = got
+            total = 1 if self.spec.pages == "first" else n_pages
+            self.converter.convert(src, False, outs[0])
+            return DecodeResult(total, [_info(first, src)], digest)
+        if first == 0 and ifd is not None:
+            got_cv = opencv_page(data, ifd.photometric)
+            if got_cv is not None:
+                src, bgr = got_cv
+                self.converter.convert(src, bgr, outs[0])
+                return DecodeResult(1, [_info(0, src)], digest)
+        return None
+
+    def _tifffile_page(self, path: str, size: int, i: int, page: Any) -> Array:
+        """Page i's samples as a viewer shows them; limits checked before decoding."""
+        shaped = tuple(int(x) for x in page.shaped)
+        if min(shaped) <= 0:  # cv2.resize would fail on it with cv2.error
+            raise DecodeError(path, "corrupt", f"page {i} has empty shape {shaped}")
+        samples = shaped[0] * shaped[4]
+        itemsize = page.dtype.itemsize if page.dtype is not None else 0
+        nbytes = max(itemsize, bytes_per_sample(max(_tuple(page.bitspersample))))
+        self.limits.check(path, i, shaped[3], shaped[2], shaped[1], samples, nbytes)
+        ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)]
+        if max(ends, default=0) > size:
+            raise DecodeError(path, "truncated", f"page {i} data ends at {max(ends)}, file {size}")
+        if shaped[1] != 1:
+            raise DecodeError(path, "unsupported_layout", f"volumetric page (depth {shaped[1]})")
+        codec = getattr(page.compression, "name", f"compression {page.compression}")
+        layout = describe(samples, page.photometric, codec, page.is_tiled)
+        arr = _guard(path, page.asarray, maxworkers=1)
+        a = _guard(path, arr.reshape, shaped)
+        a = np.moveaxis(a[:, 0, :, :, 0], 0, -1) if shaped[0] > 1 else a[0, 0]
+        inkset = int(page.tags.valueof(332, 1))
+        jpeg = page.compression in (6, 7)
+        return normalize(path, a, page.photometric, page.colormap, inkset, layout, jpeg)
 
     def _read_all(self, fd: int, path: str, size: int, align: int) -> Array:
         """The whole file in the scratch buffer, placed so that byte `align` is 64-aligned."""
@@ -186,21 +265,20 @@ class Decoder:
                 total = 1 if self.spec.pages == "first" else _guard(path, len, pages)
                 for i, out in zip(range(first, total), outs, strict=False):
                     page = _guard(path, pages.__getitem__, i)
-                    shaped = tuple(int(x) for x in page.shaped)
-                    if min(shaped) <= 0:  # cv2.resize would fail on it with cv2.error
-                        raise DecodeError(path, "corrupt", f"page {i} has empty shape {shaped}")
-                    self._check_pixels(path, i, shaped[1] * shaped[2] * shaped[3])
-                    ends = [
-                        o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)
-                    ]
-                    if max(ends, default=0) > size:
-                        raise DecodeError(path, "truncated", f"page {i} data ends past {size}")
-                    arr = _guard(path, page.asarray, maxworkers=1)
-                    src = _layout(path, page, _guard(path, arr.reshape, shaped))
-                    channels = 1 if src.ndim == 2 else src.shape[2]
-                    infos.append(PageInfo(i, src.shape[0], src.shape[1], src.dtype.name, channels))
+                    src = self._tifffile_page(path, size, i, page)
+                    infos.append(_info(i, src))
                     self.converter.convert(src, False, out)
         return DecodeResult(total, infos, digest)
+
+
+def _info(page: int, src: Array) -> PageInfo:
+    """The source geometry of a page as decoded (before resizing)."""
+    channels = 1 if src.ndim == 2 else src.shape[2]
+    return PageInfo(page, src.shape[0], src.shape[1], src.dtype.name, channels)
+
+
+def _tuple(v: int | tuple[int, ...]) -> tuple[int, ...]:
+    return v if isinstance(v, tuple) else (v,)
 
 
 def _guard(path: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -238,18 +316,6 @@ def _route(ifd: Ifd) -> str | None:
         if gray or (rgb and ifd.spp == 3) or ycc:
             return "cv2"
     return None
-
-
-def _layout(path: str, page: Any, a: Array) -> Array:
-    """tifffile's 5-D (separate samples, depth, height, width, samples) as (H, W[, C])."""
-    if a.shape[1] != 1:
-        raise DecodeError(path, "unsupported_layout", f"volumetric page (depth {a.shape[1]})")
-    a = np.moveaxis(a[:, 0, :, :, 0], 0, -1) if a.shape[0] > 1 else a[0, 0]
-    if page.photometric == 3 and page.colormap is not None and a.shape[2] == 1:
-        a = np.asarray(page.colormap).T[a[..., 0]]  # palette -> RGB through its colormap
-    if page.photometric == 5 or a.shape[2] not in (1, 3, 4):
-        raise DecodeError(path, "unsupported_layout", f"{a.shape[2]} samples per pixel")
-    return np.ascontiguousarray(a[..., 0] if a.shape[2] == 1 else a)
 
 
 def decode_file(

@@ -146,7 +146,7 @@ def _build(tags: dict[int, tuple[int, ...]], bo: str, big: bool, next_ifd: int) 
 
     spp = one(SPP, 1)
     bits = tags.get(BITS, (1,))
-    bits = bits * spp if len(bits) == 1 else bits
+    bits = bits if len(bits) == spp else (bits[0],) * spp  # libtiff: a miscount uses the first
     tiled = TILE_OFFSETS in tags
     offsets = tags.get(TILE_OFFSETS if tiled else STRIP_OFFSETS)
     counts = tags.get(TILE_COUNTS if tiled else STRIP_COUNTS)
