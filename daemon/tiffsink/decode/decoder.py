@@ -7,16 +7,17 @@ Three routes, cheapest first, chosen from a minimal parse of IFD 0 (tiffheader):
           (libtiff's LZW is ~1.7x faster than imagecodecs'); a result that disagrees with
           the header falls through to tifffile;
   tifffile everything else and every page after 0 (tiles, deflate, zstd, planar, float...).
-The declared geometry is checked against max_pixels before anything is allocated, and
+After tifffile, Pillow and then libtiff (page 0) are tried for what tifffile refuses. The
+declared geometry is checked against the size limits before anything is allocated, and
 every decoder failure becomes a DecodeError with a short reason.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import cv2
 import numpy as np
@@ -29,12 +30,9 @@ from .convert import Converter
 from .fallback import opencv_page, pillow_page
 from .limits import Limits, bytes_per_sample
 from .safeopen import open_source
-from .samples import describe, normalize
 from .scratch import Array, Scratch
 from .tiffheader import HeaderError, Ifd, read_first_ifd
-
-T = TypeVar("T")
-P = ParamSpec("P")
+from .tiffpages import guard, page_samples
 
 _CV2_CODECS = frozenset((5, 7, 32773))  # LZW, JPEG, PackBits
 # tifffile failures that another reader may not share: worth trying the fallbacks.
@@ -178,29 +176,6 @@ class Decoder:
                 return DecodeResult(1, [_info(0, src)], digest)
         return None
 
-    def _tifffile_page(self, path: str, size: int, i: int, page: Any) -> Array:
-        """Page i's samples as a viewer shows them; limits checked before decoding."""
-        shaped = tuple(int(x) for x in page.shaped)
-        if min(shaped) <= 0:  # cv2.resize would fail on it with cv2.error
-            raise DecodeError(path, "corrupt", f"page {i} has empty shape {shaped}")
-        samples = shaped[0] * shaped[4]
-        itemsize = page.dtype.itemsize if page.dtype is not None else 0
-        nbytes = max(itemsize, bytes_per_sample(max(_tuple(page.bitspersample))))
-        self.limits.check(path, i, shaped[3], shaped[2], shaped[1], samples, nbytes)
-        ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)]
-        if max(ends, default=0) > size:
-            raise DecodeError(path, "truncated", f"page {i} data ends at {max(ends)}, file {size}")
-        if shaped[1] != 1:
-            raise DecodeError(path, "unsupported_layout", f"volumetric page (depth {shaped[1]})")
-        codec = getattr(page.compression, "name", f"compression {page.compression}")
-        layout = describe(samples, page.photometric, codec, page.is_tiled)
-        arr = _guard(path, page.asarray, maxworkers=1)
-        a = _guard(path, arr.reshape, shaped)
-        a = np.moveaxis(a[:, 0, :, :, 0], 0, -1) if shaped[0] > 1 else a[0, 0]
-        inkset = int(page.tags.valueof(332, 1))
-        jpeg = page.compression in (6, 7)
-        return normalize(path, a, page.photometric, page.colormap, inkset, layout, jpeg)
-
     def _read_all(self, fd: int, path: str, size: int, align: int) -> Array:
         """The whole file in the scratch buffer, placed so that byte `align` is 64-aligned."""
         buf = self.scratch.raw("file", size + 64)
@@ -259,13 +234,13 @@ class Decoder:
         with os.fdopen(os.dup(fd), "rb") as fh:
             fh.seek(0)  # tifffile takes the handle's position as the file's start
             name = os.path.basename(path) or "source.tif"
-            tif = _guard(path, tifffile.TiffFile, fh, name=name)
+            tif = guard(path, tifffile.TiffFile, fh, name=name)
             with tif:
                 pages = tif.pages
-                total = 1 if self.spec.pages == "first" else _guard(path, len, pages)
+                total = 1 if self.spec.pages == "first" else guard(path, len, pages)
                 for i, out in zip(range(first, total), outs, strict=False):
-                    page = _guard(path, pages.__getitem__, i)
-                    src = self._tifffile_page(path, size, i, page)
+                    page = guard(path, pages.__getitem__, i)
+                    src = page_samples(path, size, i, page, self.limits)
                     infos.append(_info(i, src))
                     self.converter.convert(src, False, out)
         return DecodeResult(total, infos, digest)
@@ -275,20 +250,6 @@ def _info(page: int, src: Array) -> PageInfo:
     """The source geometry of a page as decoded (before resizing)."""
     channels = 1 if src.ndim == 2 else src.shape[2]
     return PageInfo(page, src.shape[0], src.shape[1], src.dtype.name, channels)
-
-
-def _tuple(v: int | tuple[int, ...]) -> tuple[int, ...]:
-    return v if isinstance(v, tuple) else (v,)
-
-
-def _guard(path: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run a decoder call; its failures are the file's fault: `corrupt`, with the text."""
-    try:
-        return fn(*args, **kwargs)
-    except (DecodeError, MemoryError):
-        raise
-    except Exception as e:
-        raise DecodeError(path, "corrupt", f"{type(e).__name__}: {e}") from None
 
 
 def _raw_dtype(ifd: Ifd) -> np.dtype[Any] | None:
