@@ -102,6 +102,12 @@ class RowFile:
                 raise DatasetFullError(self.path, f"{os_error_name(e)} writing rows") from e
             raise
 
+    def swap(self, a: int, b: int) -> None:
+        ra = os.pread(self.fd, self.row_bytes, self.offset(a))
+        rb = os.pread(self.fd, self.row_bytes, self.offset(b))
+        os.pwrite(self.fd, ra, self.offset(b))
+        os.pwrite(self.fd, rb, self.offset(a))
+
     def copy(self, src: int, dst: int) -> None:
         os.pwrite(self.fd, os.pread(self.fd, self.row_bytes, self.offset(src)), self.offset(dst))
 

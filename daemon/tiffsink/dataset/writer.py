@@ -120,6 +120,25 @@ class DatasetWriter:
         self.cursor = row + 1
         return row
 
+    def reserve(self, n: int) -> range:
+        """Reserve the next `n` pending rows for others to write (the workers)."""
+        self._check()
+        start = self.cursor
+        self.cursor += n
+        return range(start, self.cursor)
+
+    def swap_rows(self, a: int, b: int) -> None:
+        """Exchange two pending rows (to gather a batch's rows before its commit)."""
+        if not (self.committed <= a < self.cursor and self.committed <= b < self.cursor):
+            raise ValueError("only pending rows can be swapped")
+        self.rows.swap(a, b)
+
+    def reset_pending(self) -> None:
+        """Nothing is pending any more (every reservation ended): cut the tail, if any."""
+        self.cursor = self.committed
+        if self.rows.size() > self.rows.offset(self.committed):
+            self.rows.cut(self.committed)
+
     def discard_pending(self) -> None:
         """Drop every pending row and give its disk space back (after a write failed)."""
         self.cursor = self.committed

@@ -1,4 +1,4 @@
-"""The committer thread: makes the head batch durable while the next one decodes.
+"""The committer thread: makes the head batch durable while the next ones decode.
 
 fsync of a batch's rows takes long enough that doing it in the supervisor's thread would
 stall dispatch; so at most one commit runs in this one thread, and its outcome (or its
@@ -14,32 +14,33 @@ from ..dataset import DatasetWriter
 from ..dataset.index import FailureRecord, RowRecord, now
 from ..errors import DatasetFullError
 from .jobs import Batch, CommitInfo
+from .rowmap import Row
 
 
-def _records(batch: Batch, at: float) -> list[RowRecord]:
-    """The index rows of a batch: one per pending row, in row order."""
+def _records(rows: list[Row], at: float) -> list[RowRecord]:
+    """The index rows of a batch: one per gathered row, in row order."""
     return [
         RowRecord(
-            batch.base + i,
-            j.cand.path,
-            info.page,
-            *(j.version or (-1, -1)),
-            j.content_hash,
-            info.height,
-            info.width,
-            info.dtype,
-            info.channels,
+            row.pos,
+            row.job.cand.path,
+            row.info.page,
+            *(row.job.version or (-1, -1)),
+            row.job.content_hash,
+            row.info.height,
+            row.info.width,
+            row.info.dtype,
+            row.info.channels,
             at,
         )
-        for i, (j, info) in enumerate(batch.rows)
+        for row in rows
     ]
 
 
-def _info(batch: Batch, commit_ms: float) -> CommitInfo:
+def _info(batch: Batch, rows: list[Row], first_row: int, commit_ms: float) -> CommitInfo:
     jobs = batch.jobs
     return CommitInfo(
         batch.id,
-        len(batch.rows),
+        len(rows),
         [
             (j.cand, j.version, j.pages_total)
             for j in jobs
@@ -49,7 +50,7 @@ def _info(batch: Batch, commit_ms: float) -> CommitInfo:
         sum(1 for j in jobs if j.skipped),
         commit_ms,
         (time.monotonic() - batch.started) * 1000,
-        batch.base,
+        first_row,
     )
 
 
@@ -59,26 +60,27 @@ class Committer:
     def __init__(self, writer: DatasetWriter) -> None:
         self.writer = writer
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="tiffsink-commit")
-        self._running: tuple[Batch, Future[float]] | None = None
+        self._running: tuple[Batch, list[Row], int, Future[float]] | None = None
 
     @property
     def running(self) -> Batch | None:
         return None if self._running is None else self._running[0]
 
-    def start(self, batch: Batch) -> None:
-        """Hand a fully resolved head batch over; its rows are already in the file."""
+    def start(self, batch: Batch, rows: list[Row]) -> None:
+        """Hand a resolved batch over; `rows` are gathered as the next pending rows."""
         if self._running is not None:
             raise RuntimeError("a commit is already running")
         failures = [j.failure for j in batch.jobs if j.failure is not None]
-        fut = self._pool.submit(self._commit, _records(batch, now()), failures)
-        self._running = (batch, fut)
+        first = self.writer.committed
+        fut = self._pool.submit(self._commit, _records(rows, now()), failures)
+        self._running = (batch, rows, first, fut)
 
     def _commit(self, records: list[RowRecord], failures: list[FailureRecord]) -> float:
         t0 = time.monotonic()
         self.writer.commit(records, failures)
         return (time.monotonic() - t0) * 1000
 
-    def reap(self, wait: bool) -> CommitInfo | None:
+    def reap(self, wait: bool) -> tuple[CommitInfo, list[Row]] | None:
         """The finished commit's outcome, or None if none finished (or `wait`ed for).
 
         Its error is raised here, in the caller's thread. After DatasetFullError the batch
@@ -86,7 +88,7 @@ class Committer:
         """
         if self._running is None:
             return None
-        batch, fut = self._running
+        batch, rows, first, fut = self._running
         if not wait and not fut.done():
             return None
         try:
@@ -97,7 +99,7 @@ class Committer:
             self._running = None
             raise
         self._running = None
-        return _info(batch, commit_ms)
+        return _info(batch, rows, first, commit_ms), rows
 
     def drop(self) -> None:
         """Forget a commit that failed (after its files were requeued)."""

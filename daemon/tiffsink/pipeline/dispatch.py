@@ -1,17 +1,18 @@
-"""Which file decodes next, into which shared-memory slots.
+"""Which file decodes next, into which shared-memory slots and which dataset rows.
 
-Slots are the pipeline's memory bound. Files are taken in batch order; a multi-page file
-takes up to `chunk` slots per task. Batches behind the head may decode ahead, but they
-keep their pages in their slots until they become the head, so they may use at most half
-of the slots: otherwise a multi-page head file could wait forever for a free slot.
+Slots are the workers' scratch for decoded pages and the pipeline's memory bound; a task
+holds its slots only until it answers, because the worker writes each page into the
+dataset row reserved for it here. Files are taken in batch order; started files (more
+pages to come, or a retry after a crash) go first, since their batch waits on them. A
+multi-page file takes up to `chunk` slots (and rows) per task.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable
 
-from .jobs import Batch, Job
+from .jobs import Job
 from .messages import Task
 from .pool import Pool
 
@@ -19,8 +20,10 @@ from .pool import Pool
 class Dispatcher:
     """The queue of jobs to decode and the tasks in flight; supervisor main thread only."""
 
-    def __init__(self, pool: Pool, chunk: int) -> None:
-        self.pool, self.arena, self.chunk = pool, pool.arena, chunk
+    def __init__(
+        self, pool: Pool, chunk: int, reserve: Callable[[int, int], tuple[int, ...]]
+    ) -> None:
+        self.pool, self.arena, self.chunk, self.reserve = pool, pool.arena, chunk, reserve
         self.todo: deque[Job] = deque()
         self.tasks: dict[int, tuple[Job, Task]] = {}
         self._ids = 0
@@ -41,31 +44,24 @@ class Dispatcher:
         self.todo.clear()
 
     def take(self, task_id: int) -> tuple[Job, Task]:
-        """The job and task a result or a loss is about; the task is no longer in flight."""
-        return self.tasks.pop(task_id)
+        """The job and task a result or a loss is about; its slots are free again."""
+        job, task = self.tasks.pop(task_id)
+        self.arena.free.extend(task.slots)
+        return job, task
 
-    def release(self, slots: Sequence[int]) -> None:
-        self.arena.free.extend(slots)
-
-    def dispatch(self, batches: Sequence[Batch]) -> None:
+    def dispatch(self) -> None:
         """Send tasks while there are jobs, free slots and room in the workers' queues."""
         arena = self.arena
         while self.todo and arena.free and self.pool.capacity > 0:
-            job = self.todo[0]
-            if job.batch is not batches[0] and self._ahead_slots(batches) >= arena.n // 2:
-                break
-            self.todo.popleft()
+            job = self.todo.popleft()
             n = min(self.chunk, len(arena.free))
             if job.version is not None:
                 n = min(n, job.pages_total - job.next_page)
-            slots = tuple(arena.free.popleft() for _ in range(max(1, n)))
+            n = max(1, n)
+            slots = tuple(arena.free.popleft() for _ in range(n))
             self._ids += 1
-            task = Task(self._ids, job.cand.path, job.cand.root, job.next_page, slots, job.version)
+            rows = self.reserve(self._ids, n)
+            cand = job.cand
+            task = Task(self._ids, cand.path, cand.root, job.next_page, slots, rows, job.version)
             self.tasks[task.task_id] = (job, task)
             self.pool.submit(task)
-
-    def _ahead_slots(self, batches: Sequence[Batch]) -> int:
-        """Slots taken by batches behind the head (decoding or holding pages)."""
-        head = batches[0]
-        held = sum(len(j.held) for b in batches if b is not head for j in b.jobs)
-        return held + sum(len(t.slots) for j, t in self.tasks.values() if j.batch is not head)

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..batch import Candidate
 from ..dataset.index import FailureRecord
-from ..decode import PageInfo
+
+if TYPE_CHECKING:
+    from .rowmap import Row
 
 
 @dataclass(eq=False)
@@ -28,7 +31,7 @@ class Job:
     finished: bool = False
     skipped: bool = False  # its version turned out to be in the index already
     failure: FailureRecord | None = None
-    held: list[tuple[int, PageInfo]] = field(default_factory=list)  # decoded, not yet written
+    rows: list[Row] = field(default_factory=list)  # pending rows holding its pages
 
 
 @dataclass(eq=False)
@@ -37,9 +40,7 @@ class Batch:
 
     id: int
     jobs: list[Job] = field(default_factory=list)
-    rows: list[tuple[Job, PageInfo]] = field(default_factory=list)  # pending rows, in order
     started: float = field(default_factory=time.monotonic)
-    base: int = -1  # its first row; set when it becomes the head
     aborted: bool = False  # disk full: its files went back to the queue
 
     def resolved(self) -> bool:

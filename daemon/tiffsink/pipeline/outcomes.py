@@ -1,52 +1,57 @@
-"""What a worker's answer means for its file: pages to place, a retry, or a failure.
+"""What a worker's answer means for its file: rows written, a retry, or a failure.
 
-A result's pages go to `placement`; the first chunk of a file fixes its version (and may
-find it already in the index: a skip); a crash is retried once, since the OOM killer may
-have picked the worker for another's sake; everything else is recorded as a failure,
-and the pages the file already had in its batch are taken back.
+A result's pages are already in their reserved rows; the first chunk of a file fixes its
+version (and may find it already in the index: a skip, its rows become holes); a crash is
+retried once, since the OOM killer may have picked the worker for another's sake;
+everything else is recorded as a failure, and the rows the file already had become holes.
+A worker that could not write its rows reports the dataset's error, raised afterwards.
 """
 
 from __future__ import annotations
 
 import os
-from collections import deque
 
 import structlog
 
 from ..dataset import DatasetWriter
 from ..dataset.index import FailureRecord, now
+from ..errors import DatasetError, DatasetFullError, DatasetIOError
 from .dispatch import Dispatcher
-from .jobs import Batch, Job
+from .jobs import Job
 from .messages import Failure, Result, Task
-from .placement import Placement
 from .pool import Lost
+from .rowmap import RowMap
 
 log = structlog.get_logger("tiffsink")
 
 MAX_CRASH_ATTEMPTS = 2  # a crash may be the machine's fault (OOM killer): try once more
+DATASET_REASONS = ("dataset_full", "dataset_io_error")  # a worker's row write failed
 
 
 class Outcomes:
-    """Handles results and losses in the supervisor's main thread; `batches` is the
-    pipeline's open batches (read only here, to tell whether a file's batch is the head)."""
+    """Handles results and losses in the supervisor's main thread."""
 
-    def __init__(
-        self,
-        writer: DatasetWriter,
-        dispatcher: Dispatcher,
-        placement: Placement,
-        batches: deque[Batch],
-    ) -> None:
-        self.writer, self.dispatcher, self.placement = writer, dispatcher, placement
-        self.batches = batches
+    def __init__(self, writer: DatasetWriter, dispatcher: Dispatcher, rowmap: RowMap) -> None:
+        self.writer, self.dispatcher, self.rowmap = writer, dispatcher, rowmap
+        self.dataset_error: DatasetError | None = None
+
+    def raise_dataset_error(self) -> None:
+        """After a round of answers: the first row-write error a worker reported, if any."""
+        err, self.dataset_error = self.dataset_error, None
+        if err is not None:
+            raise err
 
     def finish(self, task: Task, out: Result | Failure) -> None:
         job, _ = self.dispatcher.take(task.task_id)
         if job.batch.aborted:
-            self.dispatcher.release(task.slots)
+            self.rowmap.release(task.rows)
             return
         if isinstance(out, Failure):
-            self.dispatcher.release(task.slots)
+            self.rowmap.release(task.rows)
+            if out.reason in DATASET_REASONS:
+                self._dataset_failure(out)
+                self.dispatcher.resume_first(job)  # not the file's fault
+                return
             size, mtime = out.size, out.mtime_ns
             if size < 0 and job.cand.size is not None and job.cand.mtime_ns is not None:
                 # Refused before it was opened (FIFO, symlink): record the version the
@@ -57,7 +62,7 @@ class Outcomes:
         if job.version is None:
             version = (out.size, out.mtime_ns)
             if self.writer.known([(job.cand.path, *version)]):
-                self.dispatcher.release(task.slots)
+                self.rowmap.release(task.rows)
                 job.skipped = job.finished = True
                 return
             job.version, job.pages_total = version, out.pages_total
@@ -70,22 +75,28 @@ class Outcomes:
             decode_ms=round(out.decode_ms, 2),
         )
         if not out.pages:
-            self.dispatcher.release(task.slots)
+            self.rowmap.release(task.rows)
             self.fail(job, *job.version, "corrupt", f"page {job.next_page} yielded no image")
             return
-        head = self.batches[0] is job.batch
-        for slot, info in zip(task.slots, out.pages, strict=False):
-            self.placement.place(job, slot, info, head)
-        self.dispatcher.release(task.slots[len(out.pages) :])
+        self.rowmap.end_task(task.rows, job, out.pages)
         job.next_page += len(out.pages)
         if job.next_page < job.pages_total:
-            self.dispatcher.resume_first(job)  # finish started files first: slots are taken
+            self.dispatcher.resume_first(job)  # finish started files first
         else:
             job.finished = True
 
+    def _dataset_failure(self, out: Failure) -> None:
+        if self.dataset_error is not None:
+            return
+        path = self.writer.layout.images
+        if out.reason == "dataset_full":
+            self.dataset_error = DatasetFullError(path, out.detail)
+        else:
+            self.dataset_error = DatasetIOError(path, f"{out.detail}; not retried")
+
     def lost(self, lo: Lost) -> None:
         job, task = self.dispatcher.take(lo.task.task_id)
-        self.dispatcher.release(task.slots)
+        self.rowmap.release(task.rows)
         if job.batch.aborted:
             return
         job.attempts += 1
@@ -97,10 +108,10 @@ class Outcomes:
         self.fail(job, size, mtime, lo.reason, lo.detail)
 
     def fail(self, job: Job, size: int, mtime_ns: int, reason: str, detail: str) -> None:
-        """Record the failure and take back any rows the file already had in this batch."""
+        """Record the failure; the rows the file already had in its batch become holes."""
         job.failure = FailureRecord(job.cand.path, size, mtime_ns, reason, detail, now())
         job.finished = True
-        self.placement.take_back(job, head=job.batch is self.batches[0])
+        self.rowmap.take_back(job)
         log.warning("file.failed", path=job.cand.path, reason=reason, detail=detail)
 
 

@@ -1,12 +1,14 @@
 """The supervisor's pipeline: batches of files in, committed rows and failures out.
 
-Batches are committed strictly in order, because rows are positional. The next batch
-already decodes while the head's pages are written and committed; slots are bounded, so
-memory does not grow with the number of files. Every file ends as rows, a recorded
+Batches are committed strictly in order, because rows are positional. Workers write
+their pages straight into reserved pending rows, so the supervisor touches no pixels;
+the next batch already decodes while the head is committed; slots are bounded, so memory
+does not grow with the number of files. Every file ends as rows, a recorded
 failure, or a skip (its version is already in the index). The jobs are split:
-`dispatch` feeds workers, `outcomes` handles their answers, `placement` turns pages into
-rows, `committer` makes batches durable in its thread, `space` pauses intake while the
-disk is full.
+`dispatch` feeds workers and reserves the rows they write, `outcomes` handles their
+answers, `rowmap` tracks pending rows and gathers a batch's rows before its commit,
+`committer` makes batches durable in its thread, `space` pauses intake while the disk is
+full.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from .committer import Committer
 from .dispatch import Dispatcher
 from .jobs import Batch, CommitInfo, Job
 from .outcomes import Outcomes
-from .placement import Placement
 from .pool import Pool
+from .rowmap import RowMap
 from .space import SpaceGuard
 
 log = structlog.get_logger("tiffsink")
@@ -48,16 +50,17 @@ class Pipeline:
     ) -> None:
         self.writer = writer
         spec, w = config.image, config.workers
-        self.pool = Pool(spec, w.resolved_count(), w.slots_per_worker, w.timeout_s)
+        images = writer.layout.images
+        self.pool = Pool(spec, w.resolved_count(), w.slots_per_worker, w.timeout_s, images)
         chunk = max(1, w.slots_per_worker // 2) if spec.pages == "all" else 1
-        self.dispatcher = Dispatcher(self.pool, chunk)
-        self.placement = Placement(writer, self.pool.arena, self.dispatcher)
+        self.rowmap = RowMap(writer)
+        self.dispatcher = Dispatcher(self.pool, chunk, self.rowmap.reserve)
         self.committer = Committer(writer)
         need = 2 * config.batch.max_files * writer.row_bytes + (1 << 20)
         self.space = SpaceGuard(writer.directory, need)
         self.on_commit, self.requeue = on_commit, requeue
         self.batches: deque[Batch] = deque()  # open batches; [0] is the head
-        self.outcomes = Outcomes(writer, self.dispatcher, self.placement, self.batches)
+        self.outcomes = Outcomes(writer, self.dispatcher, self.rowmap)
         self.in_flight_paths: set[str] = set()
         self._ids = 0
         # How to pass time when no worker is busy; the daemon wakes on its event queue.
@@ -97,10 +100,8 @@ class Pipeline:
             batch.jobs.append(job)
             self.in_flight_paths.add(c.path)
             self.dispatcher.add(job)
-        if not self.batches:
-            batch.base = self.writer.cursor  # the head: its rows are written as they come
         self.batches.append(batch)
-        self.dispatcher.dispatch(self.batches)
+        self.dispatcher.dispatch()
 
     # -- the loop's one step ----------------------------------------------------------
     def step(self, timeout_s: float) -> None:
@@ -116,33 +117,40 @@ class Pipeline:
                     self.outcomes.finish(task, out)
                 for lo in lost:
                     self.outcomes.lost(lo)
+                self.outcomes.raise_dataset_error()
             self._reap(wait=False)
             self._commit_ready()
-            self.dispatcher.dispatch(self.batches)
+            self.dispatcher.dispatch()
         except DatasetFullError as e:
             self._disk_full(e)
 
     # -- commits ----------------------------------------------------------------------
     def _commit_ready(self) -> None:
-        """Hand the head batch to the committer once all its files are resolved; the next
-        batch becomes the head and writes its decoded pages while the commit fsyncs."""
+        """Hand the head batch to the committer once all its files are resolved and its rows
+        are gathered; the next batches go on decoding while the commit fsyncs."""
         if self.committer.running is not None or not self.batches:
             return
         if not self.batches[0].resolved():
             return
-        self.committer.start(self.batches.popleft())
-        if self.batches:
-            self.placement.promote(self.batches[0])
+        rows = self.rowmap.gather(self.batches[0])
+        if rows is None:
+            return  # a later batch's worker is still writing a row it needs
+        self.committer.start(self.batches.popleft(), rows)
 
     def _reap(self, wait: bool) -> None:
         """Deliver a finished commit: its paths leave the in-flight set, then the callback
         runs here, in the supervisor's thread. Its errors (disk full, EIO) surface here."""
         batch = self.committer.running
-        info = self.committer.reap(wait)
-        if info is None or batch is None:
+        got = self.committer.reap(wait)
+        if got is None or batch is None:
             return
+        info, rows = got
+        self.rowmap.committed(rows)
         for j in batch.jobs:
             self.in_flight_paths.discard(j.cand.path)
+        if not self.batches and not self.dispatcher.busy:
+            self.rowmap.clear()  # only holes are left: give their space back
+            self.writer.reset_pending()
         if self.on_commit is not None:
             self.on_commit(info)
 
@@ -157,18 +165,20 @@ class Pipeline:
             except DatasetFullError:
                 failed.append(running)
                 self.committer.drop()
-        self.writer.discard_pending()  # only now: no commit is reading the file any more
         files = 0
         for batch in [*failed, *self.batches]:
             batch.aborted = True
             for job in batch.jobs:
-                self.placement.drop_held(job)
                 self.in_flight_paths.discard(job.cand.path)
                 if self.requeue is not None:
                     self.requeue(job.cand)
                 files += 1
         self.batches.clear()
         self.dispatcher.clear()
+        self._drain()
+        # Only now: no commit reads the file and no worker writes a pending row any more.
+        self.writer.discard_pending()
+        self.rowmap.clear()
         self.space.pause()
         log.error(
             "dataset.disk_full",
@@ -176,6 +186,16 @@ class Pipeline:
             files_requeued=files,
             action="nothing of the open batches was committed; paused until space returns",
         )
+
+    def _drain(self) -> None:
+        """Wait for every task in flight to answer (the pool's timeout bounds the wait)."""
+        while self.dispatcher.busy:
+            done, lost = self.pool.poll(0.1)
+            for task, out in done:
+                self.outcomes.finish(task, out)
+            for lo in lost:
+                self.outcomes.lost(lo)
+        self.outcomes.dataset_error = None
 
     def close(self) -> None:
         """Wait for a commit in flight (so a stop never drops a finished batch)."""

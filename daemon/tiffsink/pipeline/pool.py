@@ -14,6 +14,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from pathlib import Path
+
+import structlog
 
 from ..config import ImageSpec
 from .arena import Arena
@@ -49,8 +52,16 @@ class Pool:
     `poll` collects results and replaces workers that died or overran `timeout_s`.
     """
 
-    def __init__(self, spec: ImageSpec, workers: int, slots_per_worker: int, timeout_s: float):
+    def __init__(
+        self,
+        spec: ImageSpec,
+        workers: int,
+        slots_per_worker: int,
+        timeout_s: float,
+        images: Path | None = None,
+    ):
         self.spec, self.timeout_s = spec, timeout_s
+        self.images = None if images is None else str(images)  # where workers write rows
         self.ctx = mp.get_context("spawn")
         self.arena = Arena(spec, workers * slots_per_worker)
         self.handles: list[_Handle] = []
@@ -65,7 +76,7 @@ class Pool:
         ours, theirs = self.ctx.Pipe()
         proc = self.ctx.Process(
             target=worker_main,
-            args=(theirs, str(self.arena.path), self.arena.n, self.spec),
+            args=(theirs, str(self.arena.path), self.arena.n, self.spec, self.images),
             daemon=True,
             name="tiffsink-worker",
         )
@@ -92,6 +103,13 @@ class Pool:
         if kill and h.proc.is_alive():
             h.proc.kill()
         h.proc.join(5)
+        if h.proc.is_alive():
+            # Its reserved rows are about to be reused: it must not write any more, so
+            # wait for it (stuck in the kernel, e.g. on a hung mount) rather than race it.
+            structlog.get_logger("tiffsink").error(
+                "worker.unkillable", pid=h.proc.pid, action="waiting for it to exit"
+            )
+            h.proc.join()
         with contextlib.suppress(OSError):
             h.conn.close()
         queued = list(h.queue)[1:]

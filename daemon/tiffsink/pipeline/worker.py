@@ -1,14 +1,17 @@
-"""The worker process: decode the files it is sent straight into shared-memory slots.
+"""The worker process: decode the files it is sent and write their rows into the dataset.
 
-A worker owns nothing durable. It maps the supervisor's slot arena, decodes one task at a
-time into the slots named by the task, and answers with metadata only (pixels never
-travel through the pipe). If it crashes or hangs, the supervisor kills it, records the
-file it was on, and starts another.
+A worker decodes one task at a time into the shared-memory slots the task names, then
+writes each page into the dataset row the supervisor reserved for it. Those rows are past
+the committed ones, so they stay invisible: only the supervisor fsyncs and commits them
+through the index, and a row a worker left torn (killed mid-write) is never committed.
+Answers carry metadata only (pixels never travel through the pipe). If a worker crashes
+or hangs, the supervisor kills it, records the file it was on, and starts another.
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import mmap
 import os
 import signal
@@ -20,6 +23,7 @@ from multiprocessing.connection import Connection
 import numpy as np
 
 from ..config import ImageSpec
+from ..dataset.header import HEADER_BYTES
 from ..decode import Decoder
 from ..decode.safeopen import open_source
 from ..errors import DecodeError
@@ -40,6 +44,38 @@ def _tune_malloc() -> None:
     m_trim_threshold, m_mmap_threshold = -1, -3
     libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)
     libc.mallopt(m_trim_threshold, 1 << 30)
+
+
+class RowWriter:
+    """This worker's own descriptor on images.npy, for writing reserved pending rows."""
+
+    def __init__(self, path: str, row_bytes: int) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        self.row_bytes = row_bytes
+
+    def write(self, row: int, page: np.ndarray) -> None:
+        view, off = page.data.cast("B"), HEADER_BYTES + row * self.row_bytes
+        while view:
+            n = os.pwrite(self.fd, view, off)
+            view, off = view[n:], off + n
+
+
+def write_rows(
+    out: Result | Failure, task: Task, slots: np.ndarray, writer: RowWriter
+) -> Result | Failure:
+    """Write a result's pages into their reserved rows; a write error becomes a Failure the
+    supervisor treats as the dataset's (disk full pauses intake, other errors stop it)."""
+    if isinstance(out, Failure) or not task.rows:
+        return out
+    try:
+        for i in range(len(out.pages)):
+            offset = HEADER_BYTES + task.rows[i] * writer.row_bytes
+            faults.before_row_write(task.path, writer.fd, offset)
+            writer.write(task.rows[i], slots[task.slots[i]])
+    except OSError as e:
+        reason = "dataset_full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "dataset_io_error"
+        return Failure(task.task_id, out.size, out.mtime_ns, reason, f"writing row: {e}")
+    return out
 
 
 def run_task(decoder: Decoder, task: Task, outs: list[np.ndarray]) -> Result | Failure:
@@ -74,7 +110,9 @@ def run_task(decoder: Decoder, task: Task, outs: list[np.ndarray]) -> Result | F
     return Result(task.task_id, size, mtime, res.pages_total, res.pages, res.content_hash, ms)
 
 
-def worker_main(conn: Connection, arena_path: str, n_slots: int, spec: ImageSpec) -> None:
+def worker_main(
+    conn: Connection, arena_path: str, n_slots: int, spec: ImageSpec, images: str | None
+) -> None:
     """Entry point of a spawned worker: serve tasks until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     _tune_malloc()
@@ -88,6 +126,7 @@ def worker_main(conn: Connection, arena_path: str, n_slots: int, spec: ImageSpec
         os.close(fd)
     rows = np.frombuffer(mm, dtype=spec.dtype).reshape((n_slots, *spec.row_shape))
     decoder = Decoder(spec)
+    writer = RowWriter(images, spec.row_bytes) if images is not None else None
     while True:
         try:
             task = conn.recv()
@@ -97,6 +136,8 @@ def worker_main(conn: Connection, arena_path: str, n_slots: int, spec: ImageSpec
             return
         try:
             out = run_task(decoder, task, [rows[s] for s in task.slots])
+            if writer is not None:
+                out = write_rows(out, task, rows, writer)
         except BaseException:
             print(traceback.format_exc(), file=sys.stderr)
             raise

@@ -5,9 +5,10 @@
                    (one of CRASH_POINTS), as a power cut or kill -9 would;
   segv=NAME        a worker segfaults on a file whose name contains NAME;
   hang=NAME        a worker hangs for good on such a file;
-  oom=NAME         a worker raises MemoryError on such a file.
-Production code calls `crash_point` and `before_decode`; with the variable unset each
-call is one truth test of a module global.
+  oom=NAME         a worker raises MemoryError on such a file;
+  torn_write=NAME  a worker writes part of such a file's first row, then SIGKILLs itself.
+Production code calls `crash_point`, `before_decode` and `before_row_write`; with the
+variable unset each call is one truth test of a module global.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ CRASH_POINTS = (
     "after_header_rewrite",
     "after_source_action",
 )
-KINDS = ("crash_at", "segv", "hang", "oom")
+KINDS = ("crash_at", "segv", "hang", "oom", "torn_write")
 ENV = "TIFFSINK_FAULTS"
 
 
@@ -69,3 +70,10 @@ def before_decode(path: str) -> None:
             time.sleep(3600)
     if (m := _ARMED.get("oom")) and m in name:
         raise MemoryError(f"injected out-of-memory on {name}")
+
+
+def before_row_write(path: str, fd: int, offset: int) -> None:
+    """In a worker, just before writing a row of `path`: die halfway through it if armed."""
+    if _ARMED and (m := _ARMED.get("torn_write")) and m in os.path.basename(path):
+        os.pwrite(fd, b"\xab" * 4096, offset)  # the start of the row, then a power cut
+        os.kill(os.getpid(), signal.SIGKILL)
