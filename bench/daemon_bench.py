@@ -54,7 +54,8 @@ def config(work: Path, workers: int) -> Path:
         f"[workers]\ncount = {workers}\n"
         '[sources]\nafter_ingest = "delete"\n'
         '[metrics]\nlisten = "127.0.0.1:0"\n'
-        '[log]\nformat = "json"\n'
+        # file.ingested (the latency probe) is a debug event since #8.
+        '[log]\nformat = "json"\nlevel = "debug"\n'
     )
     return cfg
 

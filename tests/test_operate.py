@@ -120,7 +120,7 @@ class Shared:
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
     tmp = tmp_path_factory.mktemp("shared")
-    d = DaemonProc(tmp, metrics=METRICS, log={"format": "auto"})
+    d = DaemonProc(tmp, metrics=METRICS, log={"format": "auto", "level": "debug"})
     # Lives for the module: keep it from the per-test reaper; stopped (or killed) below.
     live = getattr(daemon_harness, "LIVE", [])
     if d in live:
@@ -151,7 +151,7 @@ def test_log_is_json_lines_when_not_a_tty(shared: Shared) -> None:
 
 
 def test_log_file_ingested_names_the_path(shared: Shared) -> None:
-    """Each ingested file gives one `file.ingested` event with its path and page count."""
+    """At debug, each ingested file gives one `file.ingested` event with path and pages."""
     evs = wait_for(lambda: shared.d.events("file.ingested"), 30, "file.ingested")
     by_path = {e["path"]: e for e in evs}
     assert sorted(by_path) == sorted(str(p) for p in shared.good)
@@ -185,16 +185,31 @@ def test_log_console_format_is_readable_not_json(daemons: Callable[..., DaemonPr
     p = d.inbox / "c.tif"
     p.write_bytes(tiff_bytes(source_array(1)))
     d.wait_rows(1)
-    wait_for(lambda: "file.ingested" in d.log_path.read_text(), 30, "file.ingested")
+    wait_for(lambda: "batch.committed" in d.log_path.read_text(), 30, "batch.committed")
     assert d.stop() == 0
     lines = [ln for ln in d.log_path.read_text().splitlines() if ln.strip()]
     assert d.events() == [], "console lines must not be JSON"
-    (ingested,) = [ln for ln in lines if "file.ingested" in ln]
-    assert "[info" in ingested and f"path={p}" in ingested
+    (committed,) = [ln for ln in lines if "batch.committed" in ln]
+    assert "[info" in committed and "rows=1" in committed
+
+
+def test_log_info_has_a_line_per_batch_not_per_file(daemons: Callable[..., DaemonProc]) -> None:
+    """At info, a batch of files gives one `batch.committed` line and no per-file lines
+    (journald drops a fast ingest's lines past its rate limit); failures are still logged."""
+    d = daemons()
+    for i in range(5):
+        put(d.inbox / f"ok{i}.tif", tiff_bytes(source_array(i)))
+    put(d.inbox / "bad.tif", b"this is not a TIFF file" * 4)
+    d.start(wait_ready=False)
+    d.wait_rows(5)
+    wait_for(lambda: d.events("file.failed"), 30, "file.failed")
+    assert d.stop() == 0
+    assert d.events("file.ingested") == [] and d.events("file.decoded") == []
+    assert sum(e["rows"] for e in d.events("batch.committed")) == 5
 
 
 def test_log_level_warning_suppresses_info(daemons: Callable[..., DaemonProc]) -> None:
-    """`level = "warning"` keeps file.failed but drops info events such as file.ingested."""
+    """`level = "warning"` keeps file.failed but drops info events such as batch.committed."""
     d = daemons(log={"level": "warning"})
     put(d.inbox / "ok.tif", tiff_bytes(source_array(2)))
     put(d.inbox / "bad.tif", b"this is not a TIFF file" * 4)

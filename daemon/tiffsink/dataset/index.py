@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 FORMAT_VERSION = 1
+KNOWN_CHUNK = 400  # paths per lookup query (SQLite allows 32766 parameters)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -149,16 +150,22 @@ def insert(
 def known_versions(
     conn: sqlite3.Connection, versions: Iterable[tuple[str, int, int]]
 ) -> set[tuple[str, int, int]]:
-    """Which (source, size, mtime_ns) already have rows or a recorded failure."""
+    """Which (source, size, mtime_ns) already have rows or a recorded failure.
+
+    One query per KNOWN_CHUNK paths (both tables' unique indexes start with source), so a
+    batch costs one round trip, not one per file."""
+    want = set(versions)
     out: set[tuple[str, int, int]] = set()
-    for v in versions:
-        hit = conn.execute(
-            "SELECT 1 FROM images WHERE source=? AND size=? AND mtime_ns=? "
-            "UNION ALL SELECT 1 FROM failures WHERE source=? AND size=? AND mtime_ns=? LIMIT 1",
-            (*v, *v),
-        ).fetchone()
-        if hit:
-            out.add(v)
+    paths = sorted({v[0] for v in want})
+    for i in range(0, len(paths), KNOWN_CHUNK):
+        chunk = paths[i : i + KNOWN_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT source, size, mtime_ns FROM images WHERE source IN ({marks}) "
+            f"UNION SELECT source, size, mtime_ns FROM failures WHERE source IN ({marks})",
+            (*chunk, *chunk),
+        )
+        out.update(v for v in rows if v in want)
     return out
 
 

@@ -8,6 +8,7 @@ backfill resumable.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -15,9 +16,10 @@ from ..batch import Candidate
 from ..config import Config
 from ..errors import TiffsinkError
 from .names import NameFilter
-from .scan import walk
+from .scan import count_files, walk
 
 Version = tuple[str, int, int]
+LOOKUP_CHUNK = 256
 
 
 class Backfill:
@@ -31,21 +33,23 @@ class Backfill:
         self.wanted = NameFilter.from_config(config.watch)
         self.exclude = config.excluded_folders()
 
-    def count(self) -> tuple[int, int]:
-        """(files, bytes) that the feed will consider."""
-        n = b = 0
-        for root in self.roots:
-            for _, st in walk(root, self.wanted, True, self.exclude):
-                n, b = n + 1, b + st.st_size
-        return n, b
+    def count(self) -> int:
+        """Files the feed will consider (names only: no stat per file)."""
+        return sum(count_files(root, self.wanted, True, self.exclude) for root in self.roots)
 
     def candidates(
         self, known: Callable[[list[Version]], set[Version]], on_skip: Callable[[], None]
     ) -> Iterator[Candidate]:
-        """Files whose version `known` does not report; `on_skip` is called for the rest."""
+        """Files whose version `known` does not report; `on_skip` is called for the rest.
+
+        Looked up LOOKUP_CHUNK files at a time: one index query per chunk, not per file."""
         for root in self.roots:
-            for path, st in walk(root, self.wanted, True, self.exclude):
-                if known([(path, st.st_size, st.st_mtime_ns)]):
-                    on_skip()
-                    continue
-                yield Candidate(path, str(root), st.st_size, st.st_mtime_ns)
+            found = walk(root, self.wanted, True, self.exclude)
+            while chunk := list(itertools.islice(found, LOOKUP_CHUNK)):
+                versions = [(p, st.st_size, st.st_mtime_ns) for p, st in chunk]
+                seen = known(versions)
+                for v in versions:
+                    if v in seen:
+                        on_skip()
+                    else:
+                        yield Candidate(v[0], str(root), v[1], v[2])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -25,8 +26,9 @@ class NameFilter:
     """`filter(path)`: whether a file of this name is one to ingest."""
 
     def __init__(self, patterns: Iterable[str], ignore: Iterable[str]) -> None:
-        self.patterns = [p.lower() for p in patterns]
-        self.ignore = [p.lower() for p in ignore]
+        # One regex per list: a name is tested once, not once per pattern (per file, hot).
+        self._want = _union(patterns)
+        self._ignore = _union(ignore)
         self._unsupported: set[str] = set()  # undecodable paths already logged
 
     @classmethod
@@ -35,9 +37,7 @@ class NameFilter:
 
     def __call__(self, path: str) -> bool:
         name = os.path.basename(path).lower()
-        if any(fnmatch.fnmatchcase(name, p) for p in self.ignore):
-            return False
-        if not any(fnmatch.fnmatchcase(name, p) for p in self.patterns):
+        if self._ignore.match(name) or not self._want.match(name):
             return False
         try:
             path.encode("utf-8")
@@ -52,6 +52,12 @@ class NameFilter:
                 )
             return False
         return True
+
+
+def _union(patterns: Iterable[str]) -> re.Pattern[str]:
+    """One compiled regex matching any of the (lower-cased) shell patterns; none: nothing."""
+    parts = [fnmatch.translate(p.lower()) for p in patterns]
+    return re.compile("|".join(f"(?:{p})" for p in parts) if parts else "(?!)")
 
 
 def inside(path: str, folders: Iterable[Path]) -> bool:

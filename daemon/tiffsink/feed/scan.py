@@ -42,6 +42,31 @@ def walk(
         stack.extend(reversed(subdirs))
 
 
+def count_files(
+    root: Path, wanted: NameFilter, recursive: bool = True, exclude: Iterable[Path] = ()
+) -> int:
+    """How many files `walk` would yield, from names and d_type alone (no stat per file)."""
+    skip = {os.path.realpath(p) for p in exclude}
+    stack, n = [os.path.abspath(root)], 0
+    while stack:
+        try:
+            it = os.scandir(stack.pop())
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        with it:
+            for e in it:
+                try:
+                    is_dir = e.is_dir(follow_symlinks=False)
+                except OSError:
+                    continue
+                if is_dir:
+                    if recursive and os.path.realpath(e.path) not in skip:
+                        stack.append(e.path)
+                elif wanted(e.path):
+                    n += 1
+    return n
+
+
 def _files(
     it: Iterator[os.DirEntry[str]],
     wanted: NameFilter,

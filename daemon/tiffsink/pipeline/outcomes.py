@@ -34,6 +34,9 @@ class Outcomes:
     def __init__(self, writer: DatasetWriter, dispatcher: Dispatcher, rowmap: RowMap) -> None:
         self.writer, self.dispatcher, self.rowmap = writer, dispatcher, rowmap
         self.dataset_error: DatasetError | None = None
+        # Bound once (after logging is set up): a filtered debug call is then free, where
+        # the lazy module logger would bind anew on every call, per file.
+        self.log = log.bind()
 
     def raise_dataset_error(self) -> None:
         """After a round of answers: the first row-write error a worker reported, if any."""
@@ -61,13 +64,14 @@ class Outcomes:
             return
         if job.version is None:
             version = (out.size, out.mtime_ns)
-            if self.writer.known([(job.cand.path, *version)]):
+            seen = (job.cand.size, job.cand.mtime_ns)  # looked up at submit already
+            if version != seen and self.writer.known([(job.cand.path, *version)]):
                 self.rowmap.release(task.rows)
                 job.skipped = job.finished = True
                 return
             job.version, job.pages_total = version, out.pages_total
             job.content_hash = out.content_hash or ""
-        log.debug(
+        self.log.debug(
             "file.decoded",
             path=job.cand.path,
             pages=len(out.pages),

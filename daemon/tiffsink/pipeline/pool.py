@@ -8,11 +8,13 @@ was on is reported to the caller as a crash or a timeout.
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing as mp
+import select
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
@@ -65,6 +67,8 @@ class Pool:
         self.ctx = mp.get_context("spawn")
         self.arena = Arena(spec, workers * slots_per_worker)
         self.handles: list[_Handle] = []
+        self._poller = select.poll()
+        self._by_fd: dict[int, tuple[str, _Handle]] = {}
         try:
             for _ in range(workers):
                 self.handles.append(self._spawn())
@@ -82,7 +86,9 @@ class Pool:
         )
         proc.start()
         theirs.close()
-        return _Handle(proc, ours)
+        h = _Handle(proc, ours)
+        self._watch(h)
+        return h
 
     @property
     def capacity(self) -> int:
@@ -98,6 +104,19 @@ class Pool:
         h.queue.append(task)
         h.conn.send(task)
 
+    def _watch(self, h: _Handle) -> None:
+        """Register a worker's pipe and exit sentinel with the one long-lived poller (a new
+        selector per poll cost more than the rest of the per-file work)."""
+        for kind, fd in (("conn", h.conn.fileno()), ("proc", h.proc.sentinel)):
+            self._poller.register(fd, select.POLLIN)
+            self._by_fd[fd] = (kind, h)
+
+    def _unwatch(self, h: _Handle) -> None:
+        for fd in (h.conn.fileno(), h.proc.sentinel):
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._poller.unregister(fd)
+            self._by_fd.pop(fd, None)
+
     def _replace(self, h: _Handle, kill: bool) -> list[Task]:
         """Kill (if asked) and respawn a worker; returns the tasks queued behind its head."""
         if kill and h.proc.is_alive():
@@ -110,6 +129,7 @@ class Pool:
                 "worker.unkillable", pid=h.proc.pid, action="waiting for it to exit"
             )
             h.proc.join()
+        self._unwatch(h)
         with contextlib.suppress(OSError):
             h.conn.close()
         queued = list(h.queue)[1:]
@@ -126,24 +146,23 @@ class Pool:
         wait_s = timeout_s
         for h in busy:
             wait_s = min(wait_s, max(0.0, h.head_started + self.timeout_s - now))
-        conns = {h.conn: h for h in busy}
-        sentinels = {h.proc.sentinel: h for h in self.handles}
-        ready = wait([*conns, *sentinels], wait_s) if (conns or sentinels) else []
+        events = self._poller.poll(math.ceil(wait_s * 1000))
+        ready = [self._by_fd[fd] for fd, _ in events if fd in self._by_fd]
         requeue: list[Task] = []
-        for obj in ready:
-            if obj in conns:
-                h = conns[obj]
+        for kind, h in ready:
+            if kind == "conn":
+                # One answer per readiness: the poller is level-triggered, so a second one
+                # waiting is reported at once by the next poll (Connection.poll would build a
+                # new selector per call).
                 try:
-                    while h.queue and h.conn.poll():
+                    if h.queue:
                         out = h.conn.recv()
-                        task = h.queue.popleft()
-                        done.append((task, out))
+                        done.append((h.queue.popleft(), out))
                         h.head_started = time.monotonic()
                 except (EOFError, OSError):
                     pass  # the sentinel below reports the death
-        for obj in ready:
-            if obj in sentinels:
-                h = sentinels[obj]
+        for kind, h in ready:
+            if kind == "proc":
                 if h not in self.handles or h.proc.is_alive():
                     continue
                 code = h.proc.exitcode
@@ -173,6 +192,7 @@ class Pool:
             if h.proc.is_alive():
                 h.proc.kill()
                 h.proc.join(1)
+            self._unwatch(h)
             with contextlib.suppress(OSError):
                 h.conn.close()
         self.handles = []

@@ -61,7 +61,7 @@ class Daemon:
     def on_commit(self, info: CommitInfo) -> None:
         now = time.monotonic()
         for cand, version, pages in info.ingested:
-            log.info(
+            self.log.debug(  # per file: at info a fast ingest would flood the journal
                 "file.ingested",
                 path=cand.path,
                 pages=pages,
@@ -90,6 +90,7 @@ class Daemon:
         for p in sweep_stale_arenas():
             log.info("shm.swept", path=str(p))
         self.root.mkdir(parents=True, exist_ok=True)
+        self.log = log.bind()  # bound once: a filtered per-file debug call costs nothing
         self.writer = writer = DatasetWriter(cfg.dataset.directory, cfg.image)
         log.info("dataset.opened", path=str(cfg.dataset.directory), rows=writer.committed)
         # `systemctl kill -s USR1 tiffsink` prints every thread's stack to the journal,

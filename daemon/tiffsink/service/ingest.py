@@ -33,7 +33,7 @@ def ingest(config: Config, sources: list[Path], progress: bool | None = None) ->
     """Backfill `sources` into `config.dataset.directory`; Ctrl-C commits what is in flight."""
     feed = Backfill(config, sources)
     summary = Summary()
-    summary.files_total = feed.count()[0]
+    summary.files_total = feed.count()
     sweep_stale_arenas()
     writer = DatasetWriter(config.dataset.directory, config.image)
     bar = Progress(summary, sys.stderr.isatty() if progress is None else progress)
