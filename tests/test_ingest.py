@@ -218,3 +218,24 @@ def test_status_json_reports_rows(tmp_path: Path) -> None:
     r = run_cli("status", str(tmp_path / "dataset"), "--json")
     st = json.loads(r.stdout)
     assert (st["rows"], st["failures"], st["writer_pid"]) == (3, {"empty": 1}, None)
+
+
+def test_worker_killed_mid_row_write_never_commits_a_torn_row(
+    tmp_path: Path, no_shm_leak: None
+) -> None:
+    """A worker SIGKILLed halfway through writing a row (twice: the retry too) leaves that
+    row torn on disk, uncommitted: every committed row is whole and equals its source's
+    decode, the file is one failure, and verify finds the dataset consistent."""
+    src = tmp_path / "src"
+    good = make_files(src, 30)
+    victim = src / "victim_file.tif"
+    victim.write_bytes(good[0].read_bytes())
+    cfg = config(tmp_path, workers={"count": 2})
+    r = run_cli("ingest", str(src), "--config", str(cfg), env=faults.spec(torn_write="victim"))
+    assert r.returncode == 0, r.stderr
+    rows = check_rows(tmp_path / "dataset", spec_of(cfg))  # every row against decode_file
+    assert sorted(rows) == sorted(map(str, good))
+    with open_dataset(tmp_path / "dataset") as ds:
+        assert [(f.source, f.reason) for f in ds.failures()] == [(str(victim), "decoder_crash")]
+    v = run_cli("verify", str(tmp_path / "dataset"))
+    assert v.returncode == 0, v.stdout

@@ -70,7 +70,7 @@ def write_rows(
     try:
         for i in range(len(out.pages)):
             offset = HEADER_BYTES + task.rows[i] * writer.row_bytes
-            faults.before_row_write(task.path, writer.fd, offset)
+            faults.before_row_write(task.path, writer.fd, offset, writer.row_bytes)
             writer.write(task.rows[i], slots[task.slots[i]])
     except OSError as e:
         reason = "dataset_full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "dataset_io_error"

@@ -72,8 +72,8 @@ def before_decode(path: str) -> None:
         raise MemoryError(f"injected out-of-memory on {name}")
 
 
-def before_row_write(path: str, fd: int, offset: int) -> None:
+def before_row_write(path: str, fd: int, offset: int, row_bytes: int) -> None:
     """In a worker, just before writing a row of `path`: die halfway through it if armed."""
     if _ARMED and (m := _ARMED.get("torn_write")) and m in os.path.basename(path):
-        os.pwrite(fd, b"\xab" * 4096, offset)  # the start of the row, then a power cut
+        os.pwrite(fd, b"\xab" * (row_bytes // 2), offset)  # half the row, then a power cut
         os.kill(os.getpid(), signal.SIGKILL)
