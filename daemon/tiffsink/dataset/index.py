@@ -12,10 +12,11 @@ see only committed transactions.
 from __future__ import annotations
 
 import json
+import operator
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,10 @@ class FailureRecord:
     at: float
 
 
+_ROW = operator.attrgetter(*(f.name for f in fields(RowRecord)))
+_FAILURE = operator.attrgetter(*(f.name for f in fields(FailureRecord)))
+
+
 def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     """Open the index; writers get WAL + synchronous=FULL, readers a read-only handle."""
     if readonly:
@@ -139,11 +144,12 @@ def insert(
 ) -> None:
     """The commit point: one transaction with every row and failure of a batch."""
     with transaction(conn):
-        conn.executemany("INSERT INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?)", map(astuple, rows))
+        # attrgetter, not dataclasses.astuple: astuple deep-copies, per row, in the commit.
+        conn.executemany("INSERT INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?)", map(_ROW, rows))
         conn.executemany(
             "INSERT OR REPLACE INTO failures (source, size, mtime_ns, reason, detail, at) "
             "VALUES (?,?,?,?,?,?)",
-            map(astuple, failures),
+            map(_FAILURE, failures),
         )
 
 
