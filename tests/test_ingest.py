@@ -239,3 +239,16 @@ def test_worker_killed_mid_row_write_never_commits_a_torn_row(
         assert [(f.source, f.reason) for f in ds.failures()] == [(str(victim), "decoder_crash")]
     v = run_cli("verify", str(tmp_path / "dataset"))
     assert v.returncode == 0, v.stdout
+
+
+def test_workers_that_cannot_start_stop_the_run_without_failing_files(tmp_path: Path) -> None:
+    """A worker that dies before it is ready (a broken install) ends the run with exit 2
+    and a message saying so; no file is recorded as failed for it."""
+    src = tmp_path / "src"
+    make_files(src, 5)
+    cfg = config(tmp_path)
+    r = run_cli("ingest", str(src), "--config", str(cfg), env=faults.spec(worker_start="exit"))
+    assert r.returncode == 2, r.stderr
+    assert "worker process exited with code 3 before it was ready" in r.stderr
+    with open_dataset(tmp_path / "dataset") as ds:
+        assert len(ds) == 0 and ds.failures() == []

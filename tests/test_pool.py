@@ -10,6 +10,7 @@ import pytest
 
 from tiffsink.config import ImageSpec
 from tiffsink.decode import decode_file
+from tiffsink.errors import WorkerStartError
 from tiffsink.pipeline.messages import Failure, Result, Task
 from tiffsink.pipeline.pool import QUEUE_DEPTH, Lost, Pool
 from tiffsink.testing import faults
@@ -121,3 +122,18 @@ def test_close_stops_workers_and_removes_the_arena(src: Path) -> None:
     pool.close()
     assert not path.exists()
     assert all(not p.is_alive() for p in procs)
+
+
+def test_a_worker_dying_before_ready_is_a_start_error(
+    src: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Death before the READY handshake is the environment's fault: WorkerStartError,
+    never a decoder_crash charged to the file the worker was sent."""
+    monkeypatch.setenv(faults.ENV, "worker_start=exit")
+    pool = Pool(SPEC, workers=1, slots_per_worker=1, timeout_s=30)
+    try:
+        pool.submit(task(1, src / "good.tif", 0))
+        with pytest.raises(WorkerStartError, match="code 3 before it was ready"):
+            collect(pool, 1)
+    finally:
+        pool.close()

@@ -65,6 +65,12 @@ class SpecMismatchError(DatasetError):
         )
 
 
+class WorkerStartError(TiffsinkError):
+    """A worker process died before it was ready: the environment is broken (a missing
+    library, no memory), not a file. Failing every file on it would lose nothing but
+    hide the cause, so the run stops instead."""
+
+
 class DecodeError(TiffsinkError):
     """A source file could not become a row; `reason` is a short machine class."""
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from ..decode import PageInfo
 
+READY = "ready"  # a worker's first message: it imported everything and mapped its slots
+
 
 @dataclass(frozen=True)
 class Task:

@@ -21,8 +21,9 @@ from pathlib import Path
 import structlog
 
 from ..config import ImageSpec
+from ..errors import WorkerStartError
 from .arena import Arena
-from .messages import Failure, Result, Task
+from .messages import READY, Failure, Result, Task
 from .worker import worker_main
 
 QUEUE_DEPTH = 2  # tasks per worker: the next file is already in its pipe when one ends
@@ -36,6 +37,7 @@ class _Handle:
     conn: Connection
     queue: deque[Task] = field(default_factory=deque)
     head_started: float = 0.0
+    ready: bool = False  # it sent READY: a death from now on is about the task it was on
 
 
 @dataclass(frozen=True)
@@ -155,8 +157,10 @@ class Pool:
                 # waiting is reported at once by the next poll (Connection.poll would build a
                 # new selector per call).
                 try:
-                    if h.queue:
-                        out = h.conn.recv()
+                    out = h.conn.recv()
+                    if not h.ready and out == READY:
+                        h.ready = True
+                    elif h.queue:
                         done.append((h.queue.popleft(), out))
                         h.head_started = time.monotonic()
                 except (EOFError, OSError):
@@ -166,6 +170,13 @@ class Pool:
                 if h not in self.handles or h.proc.is_alive():
                     continue
                 code = h.proc.exitcode
+                if not h.ready:
+                    raise WorkerStartError(
+                        None,
+                        f"a worker process exited with code {code} before it was ready; "
+                        "its error is in the log above. Every file would fail on it, so "
+                        "tiffsink stops (nothing was recorded as failed)",
+                    )
                 if h.queue:
                     detail = f"worker exited with code {code} while decoding"
                     if code is not None and code < 0:

@@ -28,7 +28,7 @@ from ..decode import Decoder
 from ..decode.safeopen import open_source
 from ..errors import DecodeError
 from ..testing import faults
-from .messages import Failure, Result, Task
+from .messages import READY, Failure, Result, Task
 
 
 def _tune_malloc() -> None:
@@ -127,6 +127,8 @@ def worker_main(
     rows = np.frombuffer(mm, dtype=spec.dtype).reshape((n_slots, *spec.row_shape))
     decoder = Decoder(spec)
     writer = RowWriter(images, spec.row_bytes) if images is not None else None
+    faults.at_worker_start()
+    conn.send(READY)
     while True:
         try:
             task = conn.recv()

@@ -6,7 +6,8 @@
   segv=NAME        a worker segfaults on a file whose name contains NAME;
   hang=NAME        a worker hangs for good on such a file;
   oom=NAME         a worker raises MemoryError on such a file;
-  torn_write=NAME  a worker writes part of such a file's first row, then SIGKILLs itself.
+  torn_write=NAME  a worker writes part of such a file's first row, then SIGKILLs itself;
+  worker_start=exit  every worker exits with code 3 before it is ready (a broken install).
 Production code calls `crash_point`, `before_decode` and `before_row_write`; with the
 variable unset each call is one truth test of a module global.
 """
@@ -25,7 +26,7 @@ CRASH_POINTS = (
     "after_header_rewrite",
     "after_source_action",
 )
-KINDS = ("crash_at", "segv", "hang", "oom", "torn_write")
+KINDS = ("crash_at", "segv", "hang", "oom", "torn_write", "worker_start")
 ENV = "TIFFSINK_FAULTS"
 
 
@@ -77,3 +78,9 @@ def before_row_write(path: str, fd: int, offset: int, row_bytes: int) -> None:
     if _ARMED and (m := _ARMED.get("torn_write")) and m in os.path.basename(path):
         os.pwrite(fd, b"\xab" * (row_bytes // 2), offset)  # half the row, then a power cut
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def at_worker_start() -> None:
+    """In a worker, before its READY: exit as a worker whose imports failed would."""
+    if _ARMED and "worker_start" in _ARMED:
+        os._exit(3)
