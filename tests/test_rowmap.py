@@ -29,7 +29,7 @@ class Rows:
 
     def job(self, batch: Batch, name: str) -> Job:
         j = Job(Candidate(f"/in/{name}.tif"), batch)
-        batch.jobs.append(j)
+        batch.add(j)
         return j
 
     def reserve(self) -> tuple[int, ...]:
@@ -72,7 +72,7 @@ def test_a_hole_is_filled_by_the_batchs_last_row(r: Rows) -> None:
     r.write(r.job(a, "a0"), r.reserve(), 10)
     failed = r.job(a, "a1")
     r.map.release(r.reserve())  # the worker failed on it: a hole at row 1
-    failed.finished = True
+    failed.finish()
     r.write(r.job(a, "a2"), r.reserve(), 12)
     rows = r.map.gather(a)
     assert rows is not None and [x.pos for x in rows] == [0, 1]

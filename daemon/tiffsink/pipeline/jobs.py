@@ -33,6 +33,12 @@ class Job:
     failure: FailureRecord | None = None
     rows: list[Row] = field(default_factory=list)  # pending rows holding its pages
 
+    def finish(self) -> None:
+        """The file's outcome is known (rows, failure or skip)."""
+        if not self.finished:
+            self.finished = True
+            self.batch.unresolved -= 1
+
 
 @dataclass(eq=False)
 class Batch:
@@ -42,9 +48,14 @@ class Batch:
     jobs: list[Job] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     aborted: bool = False  # disk full: its files went back to the queue
+    unresolved: int = 0  # jobs not finished yet: checked every loop step, so kept, not summed
+
+    def add(self, job: Job) -> None:
+        self.jobs.append(job)
+        self.unresolved += 1
 
     def resolved(self) -> bool:
-        return all(j.finished for j in self.jobs)
+        return self.unresolved == 0
 
 
 @dataclass

@@ -67,7 +67,8 @@ class Outcomes:
             seen = (job.cand.size, job.cand.mtime_ns)  # looked up at submit already
             if version != seen and self.writer.known([(job.cand.path, *version)]):
                 self.rowmap.release(task.rows)
-                job.skipped = job.finished = True
+                job.skipped = True
+                job.finish()
                 return
             job.version, job.pages_total = version, out.pages_total
             job.content_hash = out.content_hash or ""
@@ -87,7 +88,7 @@ class Outcomes:
         if job.next_page < job.pages_total:
             self.dispatcher.resume_first(job)  # finish started files first
         else:
-            job.finished = True
+            job.finish()
 
     def _dataset_failure(self, out: Failure) -> None:
         if self.dataset_error is not None:
@@ -114,7 +115,7 @@ class Outcomes:
     def fail(self, job: Job, size: int, mtime_ns: int, reason: str, detail: str) -> None:
         """Record the failure; the rows the file already had in its batch become holes."""
         job.failure = FailureRecord(job.cand.path, size, mtime_ns, reason, detail, now())
-        job.finished = True
+        job.finish()
         self.rowmap.take_back(job)
         log.warning("file.failed", path=job.cand.path, reason=reason, detail=detail)
 

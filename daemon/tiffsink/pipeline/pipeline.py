@@ -97,7 +97,7 @@ class Pipeline:
                     self.requeue(c)
                 continue
             job = Job(c, batch)
-            batch.jobs.append(job)
+            batch.add(job)
             self.in_flight_paths.add(c.path)
             self.dispatcher.add(job)
         self.batches.append(batch)
