@@ -1,9 +1,10 @@
 """The dataset stage: where committed rows live, and the only code that touches its files.
 
 `writer` appends and commits (the commit point is the index transaction), `reader` maps
-committed rows while a writer appends, `verify` and `status` inspect. `layout` names the
-files, `lock` guards the single writer, `header` and `rows` know `images.npy`, `index`
-holds every SQL statement, `meta` the image spec a dataset was created with.
+committed rows while a writer appends, `verify` and `status` inspect, `lookup` answers
+exactly-once checks. `layout` names the files, `lock` guards the single writer, `header`
+and `rows` know `images.npy`, `index` holds every SQL statement, `meta` the image spec a
+dataset was created with.
 """
 
 from .reader import Dataset, open_dataset

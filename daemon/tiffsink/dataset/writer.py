@@ -26,6 +26,7 @@ from ..testing import faults
 from . import index, lock
 from .index import FailureRecord, RowRecord
 from .layout import Layout
+from .lookup import Lookup
 from .meta import check_spec, new_meta
 from .rows import RowFile, os_error_name
 
@@ -46,13 +47,16 @@ class DatasetWriter:
         self.spec = spec
         self.row_bytes = spec.row_bytes
         self._poisoned: BaseException | None = None
-        self._lookup: sqlite3.Connection | None = None
+        self.lookup = Lookup(self.layout)  # exactly-once checks, from the supervisor thread
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise DatasetError(self.directory, f"cannot create dataset folder: {e}") from e
         self._lock_fd = lock.acquire(self.layout)
-        self._opened: list[Callable[[], None]] = [lambda: os.close(self._lock_fd)]
+        self._opened: list[Callable[[], None]] = [
+            self.lookup.close,
+            lambda: os.close(self._lock_fd),
+        ]
         try:
             self._open()
         except BaseException:
@@ -192,23 +196,6 @@ class DatasetWriter:
             if "full" in str(e).lower():
                 raise DatasetFullError(self.layout.index, f"index: {e}") from e
             raise
-
-    # -- lookups (supervisor thread) ----------------------------------------------------
-    def _reader(self) -> sqlite3.Connection:
-        """A separate connection, so lookups from the supervisor never wait on a commit
-        running in the committer thread."""
-        if self._lookup is None:
-            self._lookup = index.connect(self.layout.index, readonly=True)
-            self._opened.insert(0, self._lookup.close)
-        return self._lookup
-
-    def known(self, versions: Sequence[tuple[str, int, int]]) -> set[tuple[str, int, int]]:
-        """Versions with committed rows or failures."""
-        return index.known_versions(self._reader(), versions)
-
-    def ingested(self, source: str, size: int, mtime_ns: int) -> bool:
-        """Whether this version has rows (not just a failure record)."""
-        return index.ingested(self._reader(), source, size, mtime_ns)
 
     # -- closing ------------------------------------------------------------------------
     def close(self) -> None:

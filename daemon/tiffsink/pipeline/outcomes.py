@@ -65,7 +65,7 @@ class Outcomes:
         if job.version is None:
             version = (out.size, out.mtime_ns)
             seen = (job.cand.size, job.cand.mtime_ns)  # looked up at submit already
-            if version != seen and self.writer.known([(job.cand.path, *version)]):
+            if version != seen and self.writer.lookup.known([(job.cand.path, *version)]):
                 self.rowmap.release(task.rows)
                 job.skipped = True
                 job.finish()

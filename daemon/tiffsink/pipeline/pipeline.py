@@ -87,7 +87,7 @@ class Pipeline:
         self._ids += 1
         batch = Batch(self._ids)
         versions = [v for c in cands if (v := c.version()) is not None]
-        known = self.writer.known(versions) if versions else set()
+        known = self.writer.lookup.known(versions) if versions else set()
         for c in cands:
             if c.version() in known:
                 continue

@@ -77,7 +77,7 @@ class Disposal:
         except OSError:
             return
         v = (st.st_size, st.st_mtime_ns)
-        if self.writer.ingested(path, *v):
+        if self.writer.lookup.ingested(path, *v):
             self.ingested(path, v)
         else:
             self.failed(path, v)

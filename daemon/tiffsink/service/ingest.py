@@ -54,7 +54,9 @@ def ingest(config: Config, sources: list[Path], progress: bool | None = None) ->
         with stop:
             pipeline = Pipeline(config, writer, on_commit, requeue=batcher.add)
             try:
-                _drive(pipeline, batcher, feed.candidates(writer.known, on_skip), stop, config)
+                _drive(
+                    pipeline, batcher, feed.candidates(writer.lookup.known, on_skip), stop, config
+                )
             finally:
                 pipeline.close()
     finally:
