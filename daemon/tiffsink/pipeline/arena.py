@@ -2,8 +2,9 @@
 
 Allocated once, in a file under /dev/shm named with our prefix and PID, so a run killed
 with SIGKILL leaves something `sweep_stale_arenas` can recognise and remove. The
-supervisor owns the free list; workers map the same file and write only the slots a
-task names.
+supervisor owns the free list; workers map the same file, decode into the slots a task
+names and write them out to the task's dataset rows, so a slot is free again as soon as
+its task answers.
 """
 
 from __future__ import annotations
