@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tiffsink.feed.events import EventQueue, EventsLost, FileEvent, Kind
 from tiffsink.feed.names import NameFilter, inside
-from tiffsink.feed.scan import walk
+from tiffsink.feed.scan import count_files, walk
 
 TIFFS = NameFilter(("*.tif", "*.tiff"), (".*", "*.part", "*.tmp", "*~"))
 
@@ -81,6 +81,16 @@ def test_walk_does_not_descend_symlinked_folders_but_yields_symlinked_files(
     (tmp_path / "link.tif").symlink_to(tmp_path / "a.tif")
     got = sorted(os.path.relpath(p, tmp_path) for p, _ in walk(tmp_path, TIFFS))
     assert got == ["a.tif", "link.tif", "sub/b.tif", "sub/deeper/c.TIF"]
+
+
+def test_count_files_counts_what_walk_yields(tmp_path: Path) -> None:
+    """The backfill's progress total (names only) equals the files the walk will feed."""
+    tree(tmp_path)
+    (tmp_path / "loop").symlink_to(tmp_path)
+    (tmp_path / "link.tif").symlink_to(tmp_path / "a.tif")
+    for kw in ({}, {"recursive": False}, {"exclude": [tmp_path / "sub"]}):
+        assert count_files(tmp_path, TIFFS, **kw) == len(list(walk(tmp_path, TIFFS, **kw)))
+    assert count_files(tmp_path, TIFFS) == 4
 
 
 def test_walk_of_a_missing_folder_yields_nothing(tmp_path: Path) -> None:

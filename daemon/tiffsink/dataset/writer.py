@@ -137,14 +137,9 @@ class DatasetWriter:
             raise ValueError("only pending rows can be swapped")
         self.rows.swap(a, b)
 
-    def reset_pending(self) -> None:
-        """Nothing is pending any more (every reservation ended): cut the tail, if any."""
-        self.cursor = self.committed
-        if self.rows.size() > self.rows.offset(self.committed):
-            self.rows.cut(self.committed)
-
     def discard_pending(self) -> None:
-        """Drop every pending row and give its disk space back (after a write failed)."""
+        """Drop every pending row and give its disk space back: after a write failed, or
+        when no reservation is left (only holes remain past the committed rows)."""
         self.cursor = self.committed
         self.rows.cut(self.committed)
 

@@ -9,7 +9,6 @@ daemon (at start, on a timer, after lost events, for a new folder) and only enqu
 from __future__ import annotations
 
 import os
-import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -21,71 +20,52 @@ from .events import EventQueue, FileEvent, Kind, ScanDone
 from .names import NameFilter
 
 
-def walk(
-    root: Path, wanted: NameFilter, recursive: bool = True, exclude: Iterable[Path] = ()
-) -> Iterator[tuple[str, os.stat_result]]:
-    """Yield (absolute path, lstat) for every wanted non-directory entry under `root`."""
+def _entries(root: Path, recursive: bool, exclude: Iterable[Path]) -> Iterator[os.DirEntry[str]]:
+    """Every non-directory entry under `root`, folder by folder, sub-folders in name order.
+
+    Iterated lazily, in directory order: a folder of 100k files must not cost 100k DirEntry
+    objects at once (the backfill's memory stays flat). Folders are told apart by d_type,
+    with no stat per entry on the usual file systems.
+    """
     skip = {os.path.realpath(p) for p in exclude}
     stack = [os.path.abspath(root)]
-    while stack:
-        folder = stack.pop()
-        try:
-            # Iterated lazily, in directory order: a folder of 100k files must not cost
-            # 100k DirEntry objects at once (the backfill's memory stays flat).
-            it = os.scandir(folder)
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            continue
-        subdirs: list[str] = []
-        with it:
-            yield from _files(it, wanted, recursive, skip, subdirs)
-        subdirs.sort()
-        stack.extend(reversed(subdirs))
-
-
-def count_files(
-    root: Path, wanted: NameFilter, recursive: bool = True, exclude: Iterable[Path] = ()
-) -> int:
-    """How many files `walk` would yield, from names and d_type alone (no stat per file)."""
-    skip = {os.path.realpath(p) for p in exclude}
-    stack, n = [os.path.abspath(root)], 0
     while stack:
         try:
             it = os.scandir(stack.pop())
         except (FileNotFoundError, NotADirectoryError, PermissionError):
             continue
+        subdirs: list[str] = []
         with it:
             for e in it:
                 try:
                     is_dir = e.is_dir(follow_symlinks=False)
                 except OSError:
                     continue
-                if is_dir:
-                    if recursive and os.path.realpath(e.path) not in skip:
-                        stack.append(e.path)
-                elif wanted(e.path):
-                    n += 1
-    return n
+                if not is_dir:
+                    yield e
+                elif recursive and os.path.realpath(e.path) not in skip:
+                    subdirs.append(e.path)
+        subdirs.sort()
+        stack.extend(reversed(subdirs))
 
 
-def _files(
-    it: Iterator[os.DirEntry[str]],
-    wanted: NameFilter,
-    recursive: bool,
-    skip: set[str],
-    subdirs: list[str],
+def walk(
+    root: Path, wanted: NameFilter, recursive: bool = True, exclude: Iterable[Path] = ()
 ) -> Iterator[tuple[str, os.stat_result]]:
-    """The wanted files of one folder; its sub-folders are collected into `subdirs`."""
-    for e in it:
-        try:
-            st = e.stat(follow_symlinks=False)
-        except OSError:
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            if recursive and os.path.realpath(e.path) not in skip:
-                subdirs.append(e.path)
-            continue
+    """Yield (absolute path, lstat) for every wanted non-directory entry under `root`."""
+    for e in _entries(root, recursive, exclude):
         if wanted(e.path):
-            yield e.path, st
+            try:
+                yield e.path, e.stat(follow_symlinks=False)
+            except OSError:
+                continue  # gone since it was listed
+
+
+def count_files(
+    root: Path, wanted: NameFilter, recursive: bool = True, exclude: Iterable[Path] = ()
+) -> int:
+    """How many files `walk` would yield, from names alone (no stat per file)."""
+    return sum(1 for e in _entries(root, recursive, exclude) if wanted(e.path))
 
 
 class Scanner:

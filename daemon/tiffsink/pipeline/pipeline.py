@@ -150,7 +150,7 @@ class Pipeline:
             self.in_flight_paths.discard(j.cand.path)
         if not self.batches and not self.dispatcher.busy:
             self.rowmap.clear()  # only holes are left: give their space back
-            self.writer.reset_pending()
+            self.writer.discard_pending()
         if self.on_commit is not None:
             self.on_commit(info)
 

@@ -93,10 +93,6 @@ class RowMap:
         for row in rows:
             del self.written[row.pos]
 
-    @property
-    def empty(self) -> bool:
-        return not self.reserved and not self.written
-
     def clear(self) -> None:
         self.reserved.clear()
         self.written.clear()
