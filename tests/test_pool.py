@@ -36,7 +36,7 @@ def collect(
 
 
 def task(task_id: int, path: Path, slot: int) -> Task:
-    return Task(task_id, str(path), str(path.parent), 0, (slot,), (), None)
+    return Task(task_id, str(path), str(path.parent), 0, (slot,), (), (), None)
 
 
 @pytest.fixture

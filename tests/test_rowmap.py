@@ -38,7 +38,7 @@ class Rows:
 
     def write(self, job: Job, rows: tuple[int, ...], value: int) -> None:
         """What a worker does, then its answer arriving."""
-        self.w.rows.write(rows[0], np.full(SPEC.row_shape, value, np.uint16).tobytes())
+        self.w.store.rows.write(rows[0], np.full(SPEC.row_shape, value, np.uint16).tobytes())
         self.map.end_task(rows, job, [INFO])
 
     def value(self, row: int) -> int:
@@ -48,7 +48,7 @@ class Rows:
 
 
 def _read(w: DatasetWriter, row: int) -> bytes:
-    return os.pread(w.rows.fd, w.row_bytes, w.rows.offset(row))
+    return os.pread(w.store.pending_fd, w.row_bytes, w.offset(row))
 
 
 @pytest.fixture

@@ -1,4 +1,7 @@
-"""The dataset contract (docs/dataset.md): commit protocol, recovery, locking, verify.
+"""The npy dataset contract (docs/dataset.md): recovery, locking, spec, verify.
+
+The format-independent specification (the commit state machine, the concurrent reader)
+is in test_conformance.py.
 
 A crash is modelled two ways: in-process, by raising out of a failpoint and dropping the
 writer without its close() (the page cache survives, as it does for kill -9), and with real
@@ -9,26 +12,20 @@ from __future__ import annotations
 
 import errno
 import gc
-import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, settings
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from tiffsink import open_dataset
-from tiffsink.config import ImageSpec
+from tiffsink.config import ImageSpec, Storage
 from tiffsink.dataset import header as npyhead
 from tiffsink.dataset import index, lock
 from tiffsink.dataset.index import FailureRecord, RowRecord
@@ -71,7 +68,7 @@ def commit_rows(w: DatasetWriter, rows: list[np.ndarray]) -> list[RowRecord]:
 def drop(w: DatasetWriter) -> None:
     """Abandon a writer as kill -9 would: its descriptors go, none of close()'s cleanup runs."""
     w.conn.close()
-    os.close(w.rows.fd)
+    w.store.close()
     os.close(w._lock_fd)
 
 
@@ -127,264 +124,6 @@ def python(script: str, *args: str, **kw: Any) -> subprocess.Popen[str]:
     )
 
 
-# -- the commit protocol as a state machine ----------------------------------------------
-
-CRASH_POINTS = (
-    "mid_write",  # rows (the last one possibly torn) written, commit never called
-    "after_data_write",
-    "after_data_fsync",
-    "after_index_commit",
-    "torn_header",  # index committed, the header's count field only partly rewritten
-    "after_header_rewrite",
-)
-COMMITTED_AT = {"after_index_commit", "torn_header", "after_header_rewrite"}
-
-
-class CommitProtocol(RuleBasedStateMachine):
-    """Whatever happens, both readers see exactly the rows committed through the index."""
-
-    spec = SPEC
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dir = Path(tempfile.mkdtemp(prefix="tiffsink-sm-"))
-        self.dtype = np.dtype(self.spec.dtype)
-        self.model = np.empty((0, *self.spec.row_shape), self.dtype)
-        self.writer: DatasetWriter | None = DatasetWriter(self.dir, self.spec)
-
-    def teardown(self) -> None:
-        if self.writer is not None:  # None when a check failed between crash and reopen
-            self.writer.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def _rows(self, data: st.DataObject, k: int) -> np.ndarray:
-        seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
-        hi = int(np.iinfo(self.dtype).max) + 1
-        rng = np.random.default_rng(seed)
-        return rng.integers(0, hi, size=(k, *self.spec.row_shape), dtype=self.dtype)
-
-    def _live(self) -> DatasetWriter:
-        assert self.writer is not None
-        return self.writer
-
-    def _write(self, rows: np.ndarray) -> list[RowRecord]:
-        return [record(self._live().write_row(r.tobytes())) for r in rows]
-
-    @rule(data=st.data(), k=st.integers(0, 4), n_failed=st.integers(0, 3))
-    def append_and_commit(self, data: st.DataObject, k: int, n_failed: int) -> None:
-        """Write k + n_failed rows, take back the failed ones as the pipeline does, commit."""
-        w = self._live()
-        base = w.committed
-        pending = list(self._rows(data, k + n_failed))
-        for r in pending:
-            w.write_row(r.tobytes())
-        failed = data.draw(
-            st.sets(st.integers(0, len(pending) - 1), min_size=n_failed, max_size=n_failed)
-            if pending
-            else st.just(set()),
-            label="failed",
-        )
-        for i in sorted(failed, reverse=True):  # pipeline._fail: move the last row into i
-            last = len(pending) - 1
-            if i != last:
-                w.move_row(base + last, base + i)
-                pending[i] = pending[last]
-            pending.pop()
-        w.truncate_pending(base + len(pending))
-        recs = [record(base + i) for i in range(len(pending))]
-        fails = [
-            FailureRecord(f"/inbox/bad_{base}_{i}.tif", 1, 1, "corrupt", "x", 1.0) for i in failed
-        ]
-        w.commit(recs, fails)
-        if pending:
-            self.model = np.concatenate([self.model, np.array(pending)])
-
-    @rule(
-        data=st.data(),
-        k=st.integers(0, 4),
-        point=st.sampled_from(CRASH_POINTS),
-        torn=st.integers(0, SPEC_RGB.row_bytes - 1),
-    )
-    def crash_during_commit(self, data: st.DataObject, k: int, point: str, torn: int) -> None:
-        """Write a batch plus a torn row, die at `point`, reopen: old or new state, no mix."""
-        w = self._live()
-        rows = self._rows(data, k)
-        recs = self._write(rows)
-        if torn:  # a write in flight when the process died: a prefix of one more row
-            torn = min(torn, self.spec.row_bytes - 1)
-            os.pwrite(w.rows.fd, b"\xab" * torn, HEADER + w.cursor * self.spec.row_bytes)
-        new = np.concatenate([self.model, rows])
-        if point != "mid_write":
-            stop_at = "after_index_commit" if point == "torn_header" else point
-
-            def hit(name: str) -> None:
-                if name == stop_at:
-                    raise _Crash(name)
-
-            with mock.patch.object(faults, "crash_point", hit), pytest.raises(_Crash):
-                w.commit(recs, [])
-        if point == "torn_header":
-            field = npyhead.count_field(len(new))
-            cut = data.draw(st.integers(0, len(field)), label="header_bytes")
-            off = npyhead.count_offset(self.spec.row_shape, self.spec.dtype)
-            os.pwrite(w.rows.fd, field[:cut], off)
-        drop(w)
-        self.writer = None
-
-        # Before recovery: the index already tells the truth; the header is at most one
-        # batch behind it (never ahead, unless the header write itself was torn).
-        committed = point in COMMITTED_AT
-        truth = new if committed else self.model
-        with open_dataset(self.dir) as ds:
-            np.testing.assert_array_equal(ds.images, truth)
-            assert ds.images.shape == truth.shape
-        if point != "torn_header":
-            seen = self.model if point != "after_header_rewrite" else new
-            got = np.load(self.dir / IMAGES, mmap_mode="r")
-            assert got.shape == seen.shape
-            np.testing.assert_array_equal(got, seen)
-            del got
-
-        self.model = truth
-        self.writer = DatasetWriter(self.dir, self.spec)
-        size = (self.dir / IMAGES).stat().st_size
-        assert size == exact_size(self.spec, len(self.model)), "recovery left uncommitted bytes"
-
-    @rule()
-    def close_and_reopen(self) -> None:
-        """A clean close leaves a dataset that verifies with no writer and has no spare bytes."""
-        self._live().close()
-        rep = verify(self.dir)
-        assert rep.ok, rep.problems
-        assert (self.dir / IMAGES).stat().st_size == exact_size(self.spec, len(self.model))
-        self.writer = DatasetWriter(self.dir, self.spec)
-
-    @invariant()
-    def readers_see_exactly_the_committed_rows(self) -> None:
-        assert_dataset_equals(self.dir, self.model)
-        assert header_count(self.dir) == len(self.model)
-
-    @invariant()
-    def verify_is_ok(self) -> None:
-        rep = verify(self.dir)
-        assert rep.ok, rep.problems
-
-
-class CommitProtocolRGB(CommitProtocol):
-    spec = SPEC_RGB
-
-
-_SM_SETTINGS = settings(
-    max_examples=40,
-    stateful_step_count=15,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-TestCommitProtocolGray = CommitProtocol.TestCase
-TestCommitProtocolGray.settings = _SM_SETTINGS
-TestCommitProtocolRGB = CommitProtocolRGB.TestCase
-TestCommitProtocolRGB.settings = _SM_SETTINGS
-
-
-# -- readers during writes ---------------------------------------------------------------
-
-READER = r"""
-import json, sys, time
-from pathlib import Path
-import numpy as np
-from tiffsink import open_dataset
-
-d = Path(sys.argv[1])
-stop, ready = d.parent / "stop", d.parent / "ready"
-deadline = time.monotonic() + float(sys.argv[2])
-MOD = np.iinfo(np.uint16).max
-
-def fail(msg):
-    print(msg, file=sys.stderr)
-    sys.exit(1)
-
-def check(arr, what):
-    n = arr.shape[0]
-    if n:
-        want = ((np.arange(n) + 1) % MOD).astype(np.uint16)
-        got = np.asarray(arr).reshape(n, -1)
-        bad = np.nonzero((got != want[:, None]).any(axis=1))[0]
-        if bad.size:
-            fail(f"{what}: row {bad[0]} of {n} holds {got[bad[0]].tolist()}")
-
-ds = open_dataset(d)
-ready.touch()
-counts, last_h, last_n, loops = set(), 0, 0, 0
-while True:
-    finished = stop.exists()  # checked first: the pass after it sees every commit
-    try:
-        a = np.load(d / "images.npy", mmap_mode="r")
-    except Exception as e:
-        fail(f"np.load: {e!r}")
-    h = a.shape[0]
-    check(a, "np.load")
-    del a
-    n = ds.refresh()
-    check(ds.images, "open_dataset")
-    if len(ds) != n:
-        fail(f"refresh() returned {n} but len() is {len(ds)}")
-    if h > n:
-        fail(f"header claims {h} rows, index committed only {n}")
-    if h < last_h or n < last_n:
-        fail(f"row count went backwards: header {last_h}->{h}, index {last_n}->{n}")
-    last_h, last_n = h, n
-    counts.add(n)
-    loops += 1
-    if finished:
-        break
-    if time.monotonic() > deadline:
-        fail("no stop signal before the deadline")
-print(json.dumps({"loops": loops, "counts": len(counts), "header": last_h, "index": last_n}))
-"""
-
-
-def test_concurrent_reader_never_sees_uncommitted_rows_or_a_header_ahead_of_the_file(
-    tmp_path: Path,
-) -> None:
-    """A reader polling np.load and open_dataset during 200 commits sees only committed rows."""
-    d = tmp_path / "ds"
-    w = DatasetWriter(d, SPEC)
-    reader = python(READER, str(d), "60")
-    try:
-        wait_for(
-            lambda: (tmp_path / "ready").exists() or reader.poll() is not None,
-            timeout_s=30,
-            what="reader start",
-        )
-        assert reader.poll() is None, reader.communicate()
-        garbage = np.full(SPEC.row_shape, 0xDEAD, dtype=np.uint16).tobytes()
-        total = 0
-        for b in range(200):
-            k = 1 + b % 3
-            base = w.committed
-            for _ in range(k):  # rows later taken back (a failed file)
-                w.write_row(garbage)
-            w.truncate_pending(base)
-            for i in range(k):
-                w.write_row(numbered(SPEC, base + i).tobytes())
-            w.write_row(garbage)  # and one more taken back, left past the batch
-            w.truncate_pending(base + k)
-            w.commit([record(base + i) for i in range(k)], [])
-            total += k
-        (tmp_path / "stop").touch()
-        out, err = reader.communicate(timeout=60)
-    finally:
-        w.close()
-        if reader.poll() is None:
-            reader.kill()
-            reader.wait()
-    assert reader.returncode == 0, err
-    summary = json.loads(out)
-    assert summary["header"] == summary["index"] == total
-    assert summary["counts"] >= 3, f"reader did not overlap the writer: {summary}"
-
-
 # -- exactly once, locking, spec -----------------------------------------------------------
 
 
@@ -431,7 +170,7 @@ def test_a_multi_page_file_gets_one_row_per_page(tmp_path: Path) -> None:
 HOLDER = r"""
 import sys, time
 from pathlib import Path
-from tiffsink.config import ImageSpec
+from tiffsink.config import ImageSpec, Storage
 from tiffsink.dataset.writer import DatasetWriter
 w = DatasetWriter(sys.argv[1], ImageSpec(height=3, width=4, dtype="uint16"))
 Path(sys.argv[2]).touch()
@@ -473,7 +212,7 @@ def test_different_image_spec_is_refused_naming_each_differing_key(tmp_path: Pat
     assert "image.width" in msg
     assert "image.dtype" in msg
     assert "image.height" not in msg
-    assert set(ei.value.diffs) == {"width", "dtype"}
+    assert set(ei.value.diffs) == {"image.width", "image.dtype"}
     with DatasetWriter(tmp_path, SPEC) as w:  # the refused open released the lock
         assert w.committed == 2
 
@@ -510,7 +249,7 @@ def test_a_refused_open_leaks_no_file_descriptors(tmp_path: Path) -> None:
 KILLED = r"""
 import sys
 import numpy as np
-from tiffsink.config import ImageSpec
+from tiffsink.config import ImageSpec, Storage
 from tiffsink.dataset.index import RowRecord
 from tiffsink.dataset.writer import DatasetWriter
 spec = ImageSpec(height=3, width=4, dtype="uint16")
@@ -748,3 +487,11 @@ def test_verify_notes_rather_than_flags_a_commit_in_progress(tmp_path: Path) -> 
         assert rep.ok, rep.problems
         assert any("past the committed rows" in n for n in rep.notes)
     assert verify(tmp_path).ok
+
+
+def test_a_different_format_is_refused_naming_the_key(tmp_path: Path) -> None:
+    """An npy dataset opened with format = "zarr" is refused, naming dataset.format."""
+    baseline(tmp_path)
+    with pytest.raises(SpecMismatchError, match=r"dataset\.format: dataset has 'npy'"):
+        DatasetWriter(tmp_path, SPEC, Storage("zarr"))
+    assert not (tmp_path / "images.zarr").exists()

@@ -58,10 +58,11 @@ class SpecMismatchError(DatasetError):
         self, path: str | os.PathLike[str], diffs: dict[str, tuple[object, object]]
     ) -> None:
         self.diffs = diffs
-        parts = [f"image.{k}: dataset has {a!r}, config has {b!r}" for k, (a, b) in diffs.items()]
+        parts = [f"{k}: dataset has {a!r}, config has {b!r}" for k, (a, b) in diffs.items()]
         super().__init__(
             path,
-            "image spec differs from the dataset's, refusing to mix rows: " + "; ".join(parts),
+            "image spec or storage differs from the dataset's, refusing to mix rows: "
+            + "; ".join(parts),
         )
 
 

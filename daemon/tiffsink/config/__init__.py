@@ -9,6 +9,7 @@ from .schema import (
     LogConfig,
     MetricsConfig,
     SourcesConfig,
+    Storage,
     WatchConfig,
     WorkersConfig,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "LogConfig",
     "MetricsConfig",
     "SourcesConfig",
+    "Storage",
     "WatchConfig",
     "WorkersConfig",
     "load_config",

@@ -18,8 +18,10 @@ from typing import Any
 from ..errors import ConfigError
 from .schema import (
     AFTER_INGEST,
+    COMPRESSIONS,
     DTYPES,
     FITS,
+    FORMATS,
     INTERPOLATIONS,
     LOG_FORMATS,
     LOG_LEVELS,
@@ -140,7 +142,13 @@ def _parse_section(p: _Parser, cls: type) -> Any:
             "max_pixels": lambda: p.integer("max_pixels", 1),
             "max_page_bytes": lambda: p.integer("max_page_bytes", 1),
         },
-        "dataset": {"directory": lambda: p.dirpath("directory")},
+        "dataset": {
+            "directory": lambda: p.dirpath("directory"),
+            "format": lambda: p.choice("format", FORMATS),
+            "shard_rows": lambda: p.integer("shard_rows", 1, 1 << 16),
+            "compression": lambda: p.choice("compression", COMPRESSIONS),
+            "compression_level": lambda: p.integer("compression_level", 1, 9),
+        },
         "workers": {
             "count": lambda: p.integer("count", 0, 1024),
             "timeout_s": lambda: p.number("timeout_s", 0),

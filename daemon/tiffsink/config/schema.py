@@ -19,6 +19,8 @@ AFTER_INGEST = ("keep", "move", "delete")
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LIMIT_KEYS = ("max_pixels", "max_page_bytes")  # [image] keys that are not part of the spec
+FORMATS = ("npy", "zarr")
+COMPRESSIONS = ("none", "zstd", "blosc-lz4", "blosc-zstd", "gzip")
 
 
 @dataclass(frozen=True)
@@ -80,10 +82,34 @@ class ImageSpec:
 
 
 @dataclass(frozen=True)
+class Storage:
+    """How rows are stored: part of a dataset's identity, fixed when it is created."""
+
+    format: str = "npy"
+    shard_rows: int = 64  # zarr: rows per shard object (one row per chunk inside it)
+    compression: str = "none"  # zarr: the codec of each row chunk
+    compression_level: int = 1
+
+    def identity(self) -> dict[str, Any]:
+        """What the index's meta remembers; npy ignores the zarr-only keys."""
+        if self.format == "npy":
+            return {"format": "npy"}
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
 class DatasetConfig:
-    """[dataset]: the folder of images.npy and index.sqlite."""
+    """[dataset]: the folder of index.sqlite and the rows (images.npy or images.zarr)."""
 
     directory: Path = Path("dataset")
+    format: str = "npy"
+    shard_rows: int = 64
+    compression: str = "none"
+    compression_level: int = 1
+
+    @property
+    def storage(self) -> Storage:
+        return Storage(self.format, self.shard_rows, self.compression, self.compression_level)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,10 @@ from pathlib import Path
 from ..errors import DatasetError
 
 IMAGES = "images.npy"
+ZARR = "images.zarr"
+ARRAY = "0"  # the full-resolution array's path inside images.zarr
+PENDING = "pending.rows"  # zarr: encoded rows not yet in a shard
+TMP = "tmp"  # zarr: shards and zarr.json before their atomic rename
 INDEX = "index.sqlite"
 LOCK = "writer.lock"
 
@@ -33,6 +37,30 @@ class Layout:
         return self.directory / IMAGES
 
     @property
+    def zarr(self) -> Path:
+        return self.directory / ZARR
+
+    @property
+    def pending(self) -> Path:
+        return self.directory / PENDING
+
+    @property
+    def tmp(self) -> Path:
+        return self.directory / TMP
+
+    def format(self) -> str | None:
+        """ "npy" or "zarr" by the files present; None if neither is there."""
+        if self.images.is_file():
+            return "npy"
+        if (self.zarr / "zarr.json").is_file():
+            return "zarr"
+        return None
+
+    def rows_path(self) -> Path:
+        """The rows of this dataset as they are on disk (images.npy if neither is)."""
+        return self.zarr if self.format() == "zarr" else self.images
+
+    @property
     def index(self) -> Path:
         return self.directory / INDEX
 
@@ -42,10 +70,15 @@ class Layout:
 
     def missing(self) -> list[Path]:
         """The dataset files that do not exist (empty for a complete dataset)."""
-        return [p for p in (self.images, self.index) if not p.is_file()]
+        missing = [] if self.index.is_file() else [self.index]
+        if self.format() is None:
+            missing.append(self.images)
+        return missing
 
     def require(self) -> Layout:
-        """Raise DatasetError naming the folder unless both dataset files are there."""
+        """Raise DatasetError naming the folder unless the index and the rows are there."""
         if self.missing():
-            raise DatasetError(self.directory, f"not a tiffsink dataset (no {INDEX} / {IMAGES})")
+            raise DatasetError(
+                self.directory, f"not a tiffsink dataset (no {INDEX} / {IMAGES} or {ZARR})"
+            )
         return self

@@ -10,26 +10,41 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..config import ImageSpec
+from ..config import ImageSpec, Storage
 from ..errors import SpecMismatchError
 from . import index
 
+NPY = {"format": "npy"}  # what a dataset without a storage entry is
 
-def new_meta(spec: ImageSpec) -> dict[str, Any]:
+
+def new_meta(spec: ImageSpec, storage: Storage) -> dict[str, Any]:
     """What a new dataset's meta table starts with."""
     return {
         "image": spec.identity(),
+        "storage": storage.identity(),
         "format_version": index.FORMAT_VERSION,
         "tiffsink_version": __version__,
         "created_at": index.now(),
     }
 
 
-def check_spec(directory: Path, stored: dict[str, Any], spec: ImageSpec) -> None:
-    have, want = stored.get("image", {}), spec.identity()
-    diffs = {k: (have.get(k), want[k]) for k in want if have.get(k) != want[k]}
+def check_spec(directory: Path, stored: dict[str, Any], spec: ImageSpec, storage: Storage) -> None:
+    """Refuse a config whose image spec or storage differs, naming every differing key."""
+    diffs: dict[str, tuple[object, object]] = {}
+    for section, have, want in (
+        ("image", stored.get("image", {}), spec.identity()),
+        ("dataset", stored.get("storage", NPY), storage.identity()),
+    ):
+        for k in want:
+            if have.get(k) != want.get(k):
+                diffs[f"{section}.{k}"] = (have.get(k), want.get(k))
     if diffs:
         raise SpecMismatchError(directory, diffs)
+
+
+def storage_from_meta(meta: dict[str, Any]) -> Storage:
+    """How a dataset stores its rows (datasets made before formats existed are npy)."""
+    return Storage(**meta.get("storage", NPY))
 
 
 def spec_from_meta(meta: dict[str, Any]) -> ImageSpec:

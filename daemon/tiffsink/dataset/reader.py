@@ -1,8 +1,10 @@
 """Read a dataset while the daemon appends to it.
 
-The row count comes from the index (the commit point), not from the .npy header, so a
-reader never maps a row that is not committed; the header may lag the index by one
-batch during a commit, never lead it. `refresh()` picks up rows committed since.
+npy: the row count comes from the index (the commit point), not from the .npy header, so
+a reader never maps a row that is not committed; the header may lag the index by one
+batch during a commit, never lead it. zarr: the array's shape is raised only after the
+index commit, so zarr.json (read before the index) never claims an uncommitted row; it
+may lag by one batch. `refresh()` picks up rows committed since.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 from ..errors import DatasetError
 from . import header, index
 from .index import FailureRecord, RowRecord
-from .layout import Layout
+from .layout import ARRAY, Layout
 
 
 class Dataset:
@@ -42,11 +44,15 @@ class Dataset:
         c = int(image["channels"])
         h, w = int(image["height"]), int(image["width"])
         self.row_shape: tuple[int, ...] = (h, w) if c == 1 else (h, w, c)
-        self.images: np.ndarray = np.empty((0, *self.row_shape), self.dtype)
+        self.format = str(self.meta.get("storage", {}).get("format", "npy"))
+        # npy: a read-only memmap (N, H, W[, C]). zarr: the zarr array (N, [C,] H, W).
+        self.images: Any = np.empty((0, *self.row_shape), self.dtype)
         self.refresh()
 
     def refresh(self) -> int:
         """Map every row committed by now; returns the new row count."""
+        if self.format == "zarr":
+            return self._refresh_zarr()
         n = index.committed_rows(self.conn)
         if n == 0:
             self.images = np.empty((0, *self.row_shape), self.dtype)
@@ -64,8 +70,29 @@ class Dataset:
         )
         return n
 
+    def _refresh_zarr(self) -> int:
+        import zarr  # only zarr datasets pay for the import
+
+        where = self.layout.zarr / ARRAY
+        try:
+            # Shape before the index: what zarr.json says was committed before we look.
+            self.images = zarr.open_array(where, mode="r")
+        except (OSError, ValueError) as e:
+            raise DatasetError(where, f"cannot open the zarr array: {e}") from e
+        n = index.committed_rows(self.conn)
+        if self.images.shape[0] > n:
+            raise DatasetError(where, f"shape says {self.images.shape[0]} rows, index {n}")
+        return len(self)
+
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows start..stop-1 as a numpy array (N, H, W[, C]), whatever the format."""
+        data = np.asarray(self.images[start:stop])
+        if self.format == "zarr" and data.ndim == 4:
+            data = data.transpose(0, 2, 3, 1)
+        return data
 
     def rows_for(self, source: str | os.PathLike[str]) -> list[RowRecord]:
         """Index records of every committed row from this source path, in row order."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from ..config import ImageSpec
+from ..config import ImageSpec, Storage
 from ..errors import TiffsinkError
 from . import header, index, lock
+from .formats.zarrcheck import check_zarr
 from .layout import Layout
-from .meta import spec_from_meta
+from .meta import spec_from_meta, storage_from_meta
 from .writer import DatasetWriter
 
 
@@ -25,20 +26,21 @@ class Report:
         return not self.problems
 
 
-def _check_index(lay: Layout, rep: Report) -> tuple[int, ImageSpec]:
-    """Index-side checks; returns (committed rows, the stored spec)."""
+def _check_index(lay: Layout, rep: Report) -> tuple[int, ImageSpec, Storage]:
+    """Index-side checks; returns (committed rows, the stored spec and storage)."""
     conn = index.connect(lay.index, readonly=True)
     try:
         check = index.quick_check(conn)
         if check != "ok":
             rep.problems.append(f"{lay.index}: quick_check: {check}")
-        spec = spec_from_meta(index.read_meta(conn))
+        meta = index.read_meta(conn)
+        spec, storage = spec_from_meta(meta), storage_from_meta(meta)
         problem = index.continuity_problem(conn)
         if problem is not None:
             rep.problems.append(f"{lay.index}: {problem}")
         for s, size, mt, page, c in index.duplicate_versions(conn):
             rep.problems.append(f"{s} (size {size}, mtime_ns {mt}, page {page}): {c} rows")
-        return index.committed_rows(conn), spec
+        return index.committed_rows(conn), spec, storage
     finally:
         conn.close()
 
@@ -50,7 +52,19 @@ def verify(directory: str | os.PathLike[str]) -> Report:
     rep = Report([f"{p}: missing" for p in lay.missing()])
     if not rep.ok:
         return rep
-    n, spec = _check_index(lay, rep)
+    n, spec, storage = _check_index(lay, rep)
+    busy = lock.holder(lay) is not None
+    if storage.format == "zarr":
+        problems, notes = check_zarr(lay, spec, storage, n, busy)
+        rep.problems += problems
+        rep.notes += notes
+    else:
+        _check_npy(lay, spec, n, busy, rep)
+    rep.notes.append(f"{n} committed rows of {spec.row_shape} {spec.dtype} ({storage.format})")
+    return rep
+
+
+def _check_npy(lay: Layout, spec: ImageSpec, n: int, busy: bool, rep: Report) -> None:
     images = lay.images
     with images.open("rb") as fh:
         head = fh.read(header.HEADER_BYTES)
@@ -58,12 +72,11 @@ def verify(directory: str | os.PathLike[str]) -> Report:
         header_n, shape, descr = header.parse(head)
     except (ValueError, SyntaxError) as e:
         rep.problems.append(f"{images}: bad header: {e}")
-        return rep
+        return
     if shape != spec.row_shape or descr != header.descr(spec.dtype):
         rep.problems.append(f"{images}: header rows {shape} {descr} differ from the index's spec")
     size = images.stat().st_size
     want = header.HEADER_BYTES + n * spec.row_bytes
-    busy = lock.holder(lay) is not None
     if size < want:
         rep.problems.append(f"{images}: {size} bytes, but {n} committed rows need {want}")
     elif size > want:
@@ -74,8 +87,6 @@ def verify(directory: str | os.PathLike[str]) -> Report:
     elif header_n < n:
         msg = f"{images}: header says {header_n} rows, index committed {n} (header not rewritten)"
         (rep.notes if busy else rep.problems).append(msg)
-    rep.notes.append(f"{n} committed rows of {spec.row_shape} {spec.dtype}")
-    return rep
 
 
 def repair(directory: str | os.PathLike[str]) -> Report:
@@ -83,11 +94,11 @@ def repair(directory: str | os.PathLike[str]) -> Report:
     lay = Layout.of(directory)
     conn = index.connect(lay.index, readonly=True)
     try:
-        spec = spec_from_meta(index.read_meta(conn))
+        meta = index.read_meta(conn)
     finally:
         conn.close()
     try:
-        DatasetWriter(lay.directory, spec).close()
+        DatasetWriter(lay.directory, spec_from_meta(meta), storage_from_meta(meta)).close()
     except TiffsinkError as e:
         rep = verify(lay.directory)
         rep.problems.append(f"repair failed: {e}")

@@ -1,34 +1,41 @@
-"""The dataset writer: append rows to `images.npy` and commit them through `index.sqlite`.
+"""The dataset writer: append rows to the dataset's store and commit them through `index.sqlite`.
 
-Commit protocol, in this order (docs/dataset.md):
-  1. rows are written after the committed ones (invisible: the header and index say N),
-  2. fdatasync(images.npy),
+Commit protocol, in this order, the same for every format (docs/dataset.md):
+  1. rows are written into pending slots past the committed ones (invisible),
+  2. the store makes them durable where readers will look (npy: fdatasync; zarr: whole
+     shards written, fsynced and renamed into place),
   3. one SQLite transaction inserts the batch's index rows: the commit point,
-  4. the header's row count is rewritten in place.
-Opening for writing recovers: bytes past the committed rows are cut and the header is
-set to the index's count. An fsync error is never retried (after a failed fsync the page
-cache may already have dropped the dirty pages, so a retry could "succeed" over lost
+  4. the store publishes the new row count (npy header; zarr.json shape).
+Opening for writing recovers: what lies past the committed rows is cut and the published
+count is set to the index's. An fsync error is never retried (after a failed fsync the
+page cache may already have dropped the dirty pages, so a retry could "succeed" over lost
 data): the writer is poisoned, the error propagates, the process ends and recovery runs
 on restart.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import structlog
 
-from ..config import ImageSpec
+from ..config import ImageSpec, Storage
 from ..errors import DatasetError, DatasetFullError, DatasetIOError
 from ..testing import faults
 from . import index, lock
+from .formats.base import RowStore
+from .formats.npy import NpyStore
+from .formats.sink import RowSink
+from .formats.zarrv3 import ZarrStore
 from .index import FailureRecord, RowRecord
 from .layout import Layout
 from .lookup import Lookup
 from .meta import check_spec, new_meta
-from .rows import RowFile, os_error_name
+from .rows import os_error_name
 
 log = structlog.get_logger("tiffsink")
 
@@ -41,10 +48,13 @@ class DatasetWriter:
     pending, written by the main thread and made durable by the committer.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], spec: ImageSpec) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], spec: ImageSpec, storage: Storage | None = None
+    ) -> None:
         self.layout = Layout.of(directory)
         self.directory = self.layout.directory
-        self.spec = spec
+        self.spec, self.storage = spec, storage or Storage()
+        self._sink: RowSink | None = None
         self.row_bytes = spec.row_bytes
         self._poisoned: BaseException | None = None
         self.lookup = Lookup(self.layout)  # exactly-once checks, from the supervisor thread
@@ -65,47 +75,47 @@ class DatasetWriter:
 
     # -- opening and recovery -------------------------------------------------------
     def _open(self) -> None:
-        self.rows = RowFile(self.layout.images, self.spec)
-        self._opened.insert(0, self.rows.close)
         self.conn = index.connect(self.layout.index)
         self._opened.insert(0, self.conn.close)
         # No meta yet means creation never committed (a crash right after connect made
         # the file): the index is as good as absent.
         index.ensure_schema(self.conn)
         stored = index.read_meta(self.conn)
+        if stored:
+            check_spec(self.directory, stored, self.spec, self.storage)
+        else:
+            found = self.layout.format()
+            if found not in (None, self.storage.format):
+                raise DatasetError(
+                    self.directory,
+                    f"holds a {found} dataset without an index, but [dataset] format is "
+                    f"{self.storage.format!r}; refusing to guess",
+                )
+        self.store: RowStore = self._open_store()
+        self._opened.insert(0, self.store.close)
         if not stored:
-            n_header = self.rows.header_rows()
-            if n_header:
+            n_claimed = self.store.claimed_rows()
+            if n_claimed:
                 raise DatasetError(
                     self.layout.index,
-                    f"index is missing but {self.layout.images.name} holds {n_header} rows; "
+                    f"index is missing but {self.store.path.name} holds {n_claimed} rows; "
                     "refusing to guess",
                 )
-            index.create(self.conn, new_meta(self.spec))
-        else:
-            check_spec(self.directory, stored, self.spec)
+            index.create(self.conn, new_meta(self.spec, self.storage))
         self.recover()
 
+    def _open_store(self) -> RowStore:
+        if self.storage.format == "zarr":
+            return ZarrStore(self.layout, self.spec, self.storage)
+        return NpyStore(self.layout, self.spec, self.storage)
+
     def recover(self) -> None:
-        """Make images.npy agree with the index: cut uncommitted bytes, fix the header."""
+        """Make the store agree with the index: cut what is uncommitted, fix the count."""
         problem = index.continuity_problem(self.conn)
         if problem is not None:
             raise DatasetError(self.layout.index, problem)
         n = index.committed_rows(self.conn)
-        want, have = self.rows.offset(n), self.rows.size()
-        if have < want:
-            raise DatasetError(
-                self.layout.images,
-                f"file holds {self.rows.rows_on_disk()} rows but the index committed {n}: "
-                "committed data is missing (was fsync honoured?)",
-            )
-        header_n = self.rows.header_rows()
-        if have > want:
-            self.rows.cut(n)
-        if header_n != n:
-            self.rows.set_header_rows(n)
-        if have > want or header_n != n:
-            self.rows.sync()
+        self.store.recover(n)
         self.committed = n
         self.cursor = n  # next row to write; rows committed..cursor-1 are pending
 
@@ -116,13 +126,32 @@ class DatasetWriter:
                 self.directory, f"writer stopped after an I/O error: {self._poisoned}"
             )
 
-    def write_row(self, data: memoryview | bytes) -> int:
-        """Write one row after the pending ones (not yet visible); returns its row number."""
+    def write_row(self, data: np.ndarray | bytes) -> int:
+        """Write one row after the pending ones (not yet visible); returns its row number.
+
+        The workers write their rows themselves (`RowSink`); this is for tools and tests.
+        """
         self._check()
+        page = np.asarray(data) if isinstance(data, np.ndarray) else np.frombuffer(data, "u1")
+        if page.nbytes != self.row_bytes:
+            raise ValueError(f"row is {page.nbytes} bytes, expected {self.row_bytes}")
+        page = page.view(self.spec.dtype).reshape(self.spec.row_shape)
+        if self._sink is None:
+            self._sink = RowSink(self.store.sink())
+            self._opened.insert(0, self._sink.close)
         row = self.cursor
-        self.rows.write(row, data)
+        try:
+            self._sink.write(self.store.offset(row), self._sink.payload(page))
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DatasetFullError(self.store.path, f"{os_error_name(e)} writing rows") from e
+            raise
         self.cursor = row + 1
         return row
+
+    def offset(self, row: int) -> int:
+        """Where a worker writes pending row `row` in `store.pending_path`."""
+        return self.store.offset(row)
 
     def reserve(self, n: int) -> range:
         """Reserve the next `n` pending rows for others to write (the workers)."""
@@ -135,19 +164,19 @@ class DatasetWriter:
         """Exchange two pending rows (to gather a batch's rows before its commit)."""
         if not (self.committed <= a < self.cursor and self.committed <= b < self.cursor):
             raise ValueError("only pending rows can be swapped")
-        self.rows.swap(a, b)
+        self.store.swap(a, b)
 
     def discard_pending(self) -> None:
         """Drop every pending row and give its disk space back: after a write failed, or
         when no reservation is left (only holes remain past the committed rows)."""
         self.cursor = self.committed
-        self.rows.cut(self.committed)
+        self.store.cut_pending(self.committed)
 
     def move_row(self, src: int, dst: int) -> None:
         """Copy a pending row onto another pending row (to close a gap left by a failed file)."""
         if not (self.committed <= dst < self.cursor and self.committed <= src < self.cursor):
             raise ValueError("only pending rows can be moved")
-        self.rows.copy(src, dst)
+        self.store.copy(src, dst)
 
     def truncate_pending(self, cursor: int) -> None:
         """Forget pending rows from `cursor` on (they will be overwritten or cut)."""
@@ -164,21 +193,20 @@ class DatasetWriter:
             raise ValueError("commit must cover the first pending rows, in order")
         faults.crash_point("after_data_write")
         try:
-            if rows:
-                self.rows.sync_data()
+            self.store.make_durable(self.committed, len(rows))
             faults.crash_point("after_data_fsync")
             self._insert(rows, failures)
             faults.crash_point("after_index_commit")
             self.committed += len(rows)
             if rows:
-                self.rows.set_header_rows(self.committed)
+                self.store.publish(self.committed)
             faults.crash_point("after_header_rewrite")
         except (OSError, sqlite3.DatabaseError) as e:
             if isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.OperationalError):
                 raise
             self._poisoned = e
             raise DatasetIOError(
-                self.layout.images,
+                self.store.path,
                 f"{os_error_name(e)} while committing; not retried: "
                 "the process must restart and recover",
             ) from e
@@ -197,13 +225,13 @@ class DatasetWriter:
         """Cut pending rows (nothing else may have them) and release the lock."""
         if self._poisoned is None:
             try:
-                if self.rows.size() > self.rows.offset(self.committed):
-                    self.rows.cut(self.committed)
+                if self.store.has_pending(self.committed):
+                    self.store.cut_pending(self.committed)
             except OSError as e:
                 # Recovery cuts them at the next open; say so rather than stay silent.
                 log.warning(
                     "dataset.close_failed",
-                    path=str(self.layout.images),
+                    path=str(self.store.path),
                     step="cut pending rows",
                     detail=os_error_name(e),
                 )

@@ -21,9 +21,14 @@ class Dispatcher:
     """The queue of jobs to decode and the tasks in flight; supervisor main thread only."""
 
     def __init__(
-        self, pool: Pool, chunk: int, reserve: Callable[[int, int], tuple[int, ...]]
+        self,
+        pool: Pool,
+        chunk: int,
+        reserve: Callable[[int, int], tuple[int, ...]],
+        offset: Callable[[int], int],
     ) -> None:
         self.pool, self.arena, self.chunk, self.reserve = pool, pool.arena, chunk, reserve
+        self.offset = offset  # a pending row's byte offset in the file workers write
         self.todo: deque[Job] = deque()
         self.tasks: dict[int, tuple[Job, Task]] = {}
         self._ids = 0
@@ -61,7 +66,10 @@ class Dispatcher:
             slots = tuple(arena.free.popleft() for _ in range(n))
             self._ids += 1
             rows = self.reserve(self._ids, n)
+            offsets = tuple(map(self.offset, rows))
             cand = job.cand
-            task = Task(self._ids, cand.path, cand.root, job.next_page, slots, rows, job.version)
+            task = Task(
+                self._ids, cand.path, cand.root, job.next_page, slots, rows, offsets, job.version
+            )
             self.tasks[task.task_id] = (job, task)
             self.pool.submit(task)

@@ -22,9 +22,11 @@ class Task:
     root: str | None
     first_page: int
     slots: tuple[int, ...]
-    # Dataset rows reserved for those pages, one per slot: the worker writes page i there
-    # (pending, invisible until the supervisor commits). Empty: leave pages in the slots.
+    # Dataset rows reserved for those pages, one per slot: the worker writes page i into
+    # the pending slot at offsets[i] (invisible until the supervisor commits). Empty:
+    # leave pages in the shared-memory slots.
     rows: tuple[int, ...]
+    offsets: tuple[int, ...]
     version: tuple[int, int] | None  # (size, mtime_ns) the first chunk saw; None for chunk 0
 
 

@@ -50,11 +50,11 @@ class Pipeline:
     ) -> None:
         self.writer = writer
         spec, w = config.image, config.workers
-        images = writer.layout.images
-        self.pool = Pool(spec, w.resolved_count(), w.slots_per_worker, w.timeout_s, images)
+        sink = writer.store.sink()
+        self.pool = Pool(spec, w.resolved_count(), w.slots_per_worker, w.timeout_s, sink)
         chunk = max(1, w.slots_per_worker // 2) if spec.pages == "all" else 1
         self.rowmap = RowMap(writer)
-        self.dispatcher = Dispatcher(self.pool, chunk, self.rowmap.reserve)
+        self.dispatcher = Dispatcher(self.pool, chunk, self.rowmap.reserve, writer.offset)
         self.committer = Committer(writer)
         need = 2 * config.batch.max_files * writer.row_bytes + (1 << 20)
         self.space = SpaceGuard(writer.directory, need)

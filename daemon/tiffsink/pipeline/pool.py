@@ -16,11 +16,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 
 import structlog
 
 from ..config import ImageSpec
+from ..dataset.formats.sink import SinkSpec
 from ..errors import WorkerStartError
 from .arena import Arena
 from .messages import READY, Failure, Result, Task
@@ -62,10 +62,10 @@ class Pool:
         workers: int,
         slots_per_worker: int,
         timeout_s: float,
-        images: Path | None = None,
+        sink: SinkSpec | None = None,
     ):
         self.spec, self.timeout_s = spec, timeout_s
-        self.images = None if images is None else str(images)  # where workers write rows
+        self.sink = sink  # where and how workers write pending rows; None: slots only
         self.ctx = mp.get_context("spawn")
         self.arena = Arena(spec, workers * slots_per_worker)
         self.handles: list[_Handle] = []
@@ -82,7 +82,7 @@ class Pool:
         ours, theirs = self.ctx.Pipe()
         proc = self.ctx.Process(
             target=worker_main,
-            args=(theirs, str(self.arena.path), self.arena.n, self.spec, self.images),
+            args=(theirs, str(self.arena.path), self.arena.n, self.spec, self.sink),
             daemon=True,
             name="tiffsink-worker",
         )

@@ -1,7 +1,8 @@
 """The worker process: decode the files it is sent and write their rows into the dataset.
 
 A worker decodes one task at a time into the shared-memory slots the task names, then
-writes each page into the dataset row the supervisor reserved for it. Those rows are past
+writes each page into the pending slot of the dataset row the supervisor reserved for it
+(npy: the row itself; zarr: the row's compressed chunk). Those rows are past
 the committed ones, so they stay invisible: only the supervisor fsyncs and commits them
 through the index, and a row a worker left torn (killed mid-write) is never committed.
 Answers carry metadata only (pixels never travel through the pipe). If a worker crashes
@@ -23,7 +24,7 @@ from multiprocessing.connection import Connection
 import numpy as np
 
 from ..config import ImageSpec
-from ..dataset.header import HEADER_BYTES
+from ..dataset.formats.sink import RowSink, SinkSpec
 from ..decode import Decoder
 from ..decode.safeopen import open_source
 from ..errors import DecodeError
@@ -46,32 +47,19 @@ def _tune_malloc() -> None:
     libc.mallopt(m_trim_threshold, 1 << 30)
 
 
-class RowWriter:
-    """This worker's own descriptor on images.npy, for writing reserved pending rows."""
-
-    def __init__(self, path: str, row_bytes: int) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        self.row_bytes = row_bytes
-
-    def write(self, row: int, page: np.ndarray) -> None:
-        view, off = page.data.cast("B"), HEADER_BYTES + row * self.row_bytes
-        while view:
-            n = os.pwrite(self.fd, view, off)
-            view, off = view[n:], off + n
-
-
 def write_rows(
-    out: Result | Failure, task: Task, slots: np.ndarray, writer: RowWriter
+    out: Result | Failure, task: Task, slots: np.ndarray, sink: RowSink
 ) -> Result | Failure:
-    """Write a result's pages into their reserved rows; a write error becomes a Failure the
-    supervisor treats as the dataset's (disk full pauses intake, other errors stop it)."""
+    """Write a result's pages into their reserved pending slots; a write error becomes a
+    Failure the supervisor treats as the dataset's (disk full pauses intake, other errors
+    stop it)."""
     if isinstance(out, Failure) or not task.rows:
         return out
     try:
         for i in range(len(out.pages)):
-            offset = HEADER_BYTES + task.rows[i] * writer.row_bytes
-            faults.before_row_write(task.path, writer.fd, offset, writer.row_bytes)
-            writer.write(task.rows[i], slots[task.slots[i]])
+            payload = sink.payload(slots[task.slots[i]])
+            faults.before_row_write(task.path, sink.fd, task.offsets[i], len(payload))
+            sink.write(task.offsets[i], payload)
     except OSError as e:
         reason = "dataset_full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "dataset_io_error"
         return Failure(task.task_id, out.size, out.mtime_ns, reason, f"writing row: {e}")
@@ -111,7 +99,7 @@ def run_task(decoder: Decoder, task: Task, outs: list[np.ndarray]) -> Result | F
 
 
 def worker_main(
-    conn: Connection, arena_path: str, n_slots: int, spec: ImageSpec, images: str | None
+    conn: Connection, arena_path: str, n_slots: int, spec: ImageSpec, sink_spec: SinkSpec | None
 ) -> None:
     """Entry point of a spawned worker: serve tasks until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
@@ -126,7 +114,7 @@ def worker_main(
         os.close(fd)
     rows = np.frombuffer(mm, dtype=spec.dtype).reshape((n_slots, *spec.row_shape))
     decoder = Decoder(spec)
-    writer = RowWriter(images, spec.row_bytes) if images is not None else None
+    sink = RowSink(sink_spec) if sink_spec is not None else None
     faults.at_worker_start()
     conn.send(READY)
     while True:
@@ -138,8 +126,8 @@ def worker_main(
             return
         try:
             out = run_task(decoder, task, [rows[s] for s in task.slots])
-            if writer is not None:
-                out = write_rows(out, task, rows, writer)
+            if sink is not None:
+                out = write_rows(out, task, rows, sink)
         except BaseException:
             print(traceback.format_exc(), file=sys.stderr)
             raise

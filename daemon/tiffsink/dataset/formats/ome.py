@@ -1,0 +1,88 @@
+"""The OME-Zarr 0.5 image group a zarr dataset is: its zarr.json documents, made once.
+
+`images.zarr/` is an NGFF image whose only (full-resolution) array is `0`: axes `row`
+(one image per row; a custom axis), then `c` for RGB rows, then `y`, `x` in pixels (the
+sources' pixel size is not known, so the scale is 1). zarr-python builds the documents,
+so they are what zarr-python, napari and dask expect; tiffsink then only ever rewrites the
+array's shape.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ...config import ImageSpec, Storage
+from ..layout import ARRAY
+from .codec import chunk_shape, zarr_compressors
+
+
+def axes(spec: ImageSpec) -> list[dict[str, str]]:
+    out = [{"name": "row", "type": "row"}]
+    if spec.channels > 1:
+        out.append({"name": "c", "type": "channel"})
+    out += [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
+    return out
+
+
+def ome_attributes(spec: ImageSpec) -> dict[str, Any]:
+    ax = axes(spec)
+    return {
+        "ome": {
+            "version": "0.5",
+            "multiscales": [
+                {
+                    "name": "tiffsink",
+                    "axes": ax,
+                    "datasets": [
+                        {
+                            "path": ARRAY,
+                            "coordinateTransformations": [
+                                {"type": "scale", "scale": [1.0] * len(ax)}
+                            ],
+                        }
+                    ],
+                }
+            ],
+        }
+    }
+
+
+def _create(path: Path, spec: ImageSpec, storage: Storage) -> None:
+    import zarr  # only zarr datasets pay for the import (a quarter of a second)
+
+    group = zarr.create_group(path, zarr_format=3, attributes=ome_attributes(spec))
+    chunk = chunk_shape(spec.row_shape)
+    group.create_array(
+        ARRAY,
+        shape=(0, *chunk),
+        dtype=spec.dtype,
+        chunks=(1, *chunk),
+        shards=(storage.shard_rows, *chunk),
+        compressors=zarr_compressors(storage),
+        fill_value=0,
+        dimension_names=[a["name"] for a in axes(spec)],
+    )
+
+
+def create(path: Path, spec: ImageSpec, storage: Storage) -> None:
+    """Write an empty image group at `path` (the caller renames it into place)."""
+    _create(path, spec, storage)
+
+
+def array_template(spec: ImageSpec, storage: Storage) -> dict[str, Any]:
+    """The array's zarr.json as a dict for 0 rows: what an existing one must match."""
+    with tempfile.TemporaryDirectory(prefix="tiffsink-template-") as tmp:
+        create(Path(tmp), spec, storage)
+        doc: dict[str, Any] = json.loads((Path(tmp) / ARRAY / "zarr.json").read_bytes())
+    return doc
+
+
+def same_layout(doc: dict[str, Any], template: dict[str, Any]) -> list[str]:
+    """The top-level keys (shape's row count aside) in which `doc` differs from ours."""
+    diffs = [k for k in template if k != "shape" and doc.get(k) != template[k]]
+    if list(doc.get("shape", []))[1:] != list(template["shape"])[1:]:
+        diffs.append("shape")
+    return diffs

@@ -1,0 +1,250 @@
+"""The zarr backend: rows in an OME-Zarr 0.5 image, one row per chunk, whole-shard writes.
+
+Pending rows are encoded chunks in slots of `pending.rows` (the workers compress them).
+The commit assembles each shard the batch touches from the committed chunks it already
+has plus the new ones, writes it to `tmp/`, fsyncs and renames it into place, so a
+reader or a crash sees the old shard or the new one, never half of one; both hold every
+committed row. Then the index commits, and only then is zarr.json's shape raised
+(write, fsync, rename, fsync the folder). Shape last: a zarr-python reader never sees a
+row that is not committed, nor a fill-value row inside the shape. This process is the
+only writer of every shard (zarr-python issue 3682: concurrent partial shard writes
+lose data).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ...config import ImageSpec, Storage
+from ...errors import DatasetError, DatasetFullError
+from ..layout import ARRAY, Layout
+from ..rows import fsync_dir, os_error_name
+from . import codec, ome, shard
+from .base import RowStore
+from .holes import punch_hole
+
+
+def write_atomic(tmp_dir: Path, dest: Path, data: bytes) -> None:
+    """Replace `dest` with `data`: write a temporary file, fsync it, rename it over."""
+    tmp = tmp_dir / f"{dest.name}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)  # a failed fsync is never retried: the next attempt is a new file
+        finally:
+            os.close(fd)
+        os.replace(tmp, dest)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            # Nothing of this commit is visible yet: the caller may retry it later.
+            raise DatasetFullError(dest, f"{os_error_name(e)} writing a shard") from e
+        raise
+
+
+class ZarrStore(RowStore):
+    """images.zarr (array `0`) plus pending.rows and tmp/ beside it."""
+
+    def __init__(self, layout: Layout, spec: ImageSpec, storage: Storage) -> None:
+        super().__init__(spec, storage)
+        self.layout = layout
+        self.path = layout.zarr
+        self.pending_path = layout.pending
+        self.array = layout.zarr / ARRAY
+        self.S = storage.shard_rows
+        self.slot_bytes = codec.slot_bytes(spec.row_bytes)
+        self.ndim = 1 + len(codec.chunk_shape(spec.row_shape))
+        self.tail: list[bytes] = []  # the committed chunks of the partly filled last shard
+        self._staged: tuple[int, list[bytes]] = (0, [])  # (rows, tail) once made durable
+        self.epoch = 0  # the row whose slot is at offset 0 of pending.rows
+        layout.tmp.mkdir(exist_ok=True)
+        if not (self.array / "zarr.json").is_file():
+            self._create()
+        self.meta: dict[str, Any] = self._load_meta()
+        self.pending_fd = os.open(self.pending_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+    # -- creation and metadata ------------------------------------------------------
+    def _create(self) -> None:
+        """Build the empty image group in tmp/ and rename it into place."""
+        if self.path.exists():
+            raise DatasetError(self.array / "zarr.json", "missing: not a tiffsink zarr image")
+        staging = self.layout.tmp / self.path.name
+        shutil.rmtree(staging, ignore_errors=True)
+        ome.create(staging, self.spec, self.storage)
+        for d, _, files in os.walk(staging):
+            for f in files:
+                fd = os.open(Path(d) / f, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            fsync_dir(Path(d))
+        os.replace(staging, self.path)
+        fsync_dir(self.path.parent)
+
+    def _load_meta(self) -> dict[str, Any]:
+        where = self.array / "zarr.json"
+        try:
+            doc: dict[str, Any] = json.loads(where.read_bytes())
+        except (OSError, ValueError) as e:
+            raise DatasetError(where, f"unreadable: {e}") from e
+        diffs = ome.same_layout(doc, ome.array_template(self.spec, self.storage))
+        if diffs:
+            raise DatasetError(
+                where, f"differs from the dataset's spec in {', '.join(diffs)}; not ours?"
+            )
+        return doc
+
+    def claimed_rows(self) -> int:
+        return int(self.meta["shape"][0])
+
+    def shard_path(self, s: int) -> Path:
+        return self.array.joinpath("c", str(s), *["0"] * (self.ndim - 1))
+
+    # -- recovery -------------------------------------------------------------------
+    def recover(self, n: int) -> None:
+        """Cut shards past the committed rows, rewrite a last shard holding uncommitted
+        chunks, raise a lagging shape, and empty the pending slots."""
+        for stale in self.layout.tmp.iterdir():
+            if stale.is_dir():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink()
+        claimed = self.claimed_rows()
+        if claimed > n:
+            raise DatasetError(
+                self.array / "zarr.json",
+                f"shape claims {claimed} rows but the index committed {n}",
+            )
+        last = (n - 1) // self.S if n else -1
+        cdir = self.array / "c"
+        if cdir.is_dir():
+            beyond = [e for e in os.listdir(cdir) if not e.isdigit() or int(e) > last]
+            for e in beyond:
+                shutil.rmtree(cdir / e, ignore_errors=True)
+            if beyond:
+                fsync_dir(cdir)
+        self.tail = self._recover_tail(n) if n % self.S else []
+        if n and not n % self.S:
+            self._check_full(last)
+        self._staged = (n, self.tail)
+        if claimed != n:
+            self.publish(n)
+        self.cut_pending(n)
+
+    def _read_shard(self, s: int) -> list[bytes | None]:
+        where = self.shard_path(s)
+        try:
+            return shard.parse(where.read_bytes(), self.S)
+        except FileNotFoundError:
+            raise DatasetError(where, "missing, but it holds committed rows") from None
+        except shard.ShardError as e:
+            raise DatasetError(where, f"torn shard holding committed rows: {e}") from e
+
+    def _recover_tail(self, n: int) -> list[bytes]:
+        s, k = n // self.S, n % self.S
+        chunks = self._read_shard(s)
+        if shard.present(chunks) < k:
+            raise DatasetError(
+                self.shard_path(s), f"holds {shard.present(chunks)} of its {k} committed rows"
+            )
+        tail = [c for c in chunks[:k] if c is not None]
+        if any(c is not None for c in chunks[k:]):
+            write_atomic(self.layout.tmp, self.shard_path(s), shard.build(tail, self.S))
+            fsync_dir(self.shard_path(s).parent)
+        return tail
+
+    def _check_full(self, s: int) -> None:
+        chunks = self._read_shard(s)
+        if shard.present(chunks) < self.S:
+            raise DatasetError(self.shard_path(s), "a committed shard is missing rows")
+
+    # -- pending slots ----------------------------------------------------------------
+    def offset(self, row: int) -> int:
+        return (row - self.epoch) * self.slot_bytes
+
+    def cut_pending(self, committed: int) -> None:
+        """No row is pending: the slots start over at offset 0."""
+        os.ftruncate(self.pending_fd, 0)
+        self.epoch = committed
+
+    def has_pending(self, committed: int) -> bool:
+        return os.fstat(self.pending_fd).st_size > 0
+
+    def _chunks(self, first: int, count: int) -> list[bytes]:
+        """The encoded chunks in the slots of rows first..first+count-1."""
+        raw = os.pread(self.pending_fd, count * self.slot_bytes, self.offset(first))
+        out = []
+        for i in range(count):
+            at = i * self.slot_bytes
+            (size,) = codec.LENGTH.unpack_from(raw, at)
+            if size > self.slot_bytes - codec.LENGTH.size:
+                raise DatasetError(self.pending_path, f"slot of row {first + i} is torn")
+            start = at + codec.LENGTH.size
+            out.append(raw[start : start + size])
+        return out
+
+    # -- the commit ---------------------------------------------------------------------
+    def make_durable(self, first: int, count: int) -> None:
+        """Rewrite every shard rows first.. touch, whole and atomically, then fsync their
+        folders. One shard at a time, so memory is one shard's worth."""
+        if not count:
+            return
+        end, tail = first + count, list(self.tail)
+        if len(tail) != first % self.S:
+            raise DatasetError(self.path, "internal: tail shard out of step with the commit")
+        dirs: set[Path] = set()
+        row = first
+        while row < end:
+            s = row // self.S
+            take = min(end, (s + 1) * self.S) - row
+            chunks = tail + self._chunks(row, take)
+            dest = self.shard_path(s)
+            if not dest.parent.is_dir():
+                dirs.update(self._make_dirs(dest.parent))
+            write_atomic(self.layout.tmp, dest, shard.build(chunks, self.S))
+            dirs.add(dest.parent)
+            row += take
+            tail = chunks if len(chunks) < self.S else []
+        for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+            fsync_dir(d)
+        self._staged = (end, tail)
+
+    def _make_dirs(self, d: Path) -> list[Path]:
+        """Create a shard's folders; returns the folders whose entries changed."""
+        changed = []
+        missing = []
+        while not d.is_dir():
+            missing.append(d)
+            d = d.parent
+        for m in reversed(missing):
+            m.mkdir()
+            changed.append(m.parent)
+        return changed
+
+    def publish(self, n: int) -> None:
+        """Raise zarr.json's shape to `n` rows (atomically); free the committed slots."""
+        self.meta["shape"][0] = n
+        data = json.dumps(self.meta, indent=2).encode()
+        try:
+            write_atomic(self.layout.tmp, self.array / "zarr.json", data)
+        except DatasetFullError as e:
+            # The rows are committed already: not retryable; recovery raises the shape.
+            raise OSError(errno.ENOSPC, str(e)) from e
+        fsync_dir(self.array)
+        staged_n, staged_tail = self._staged
+        if staged_n == n:
+            self.tail = staged_tail
+        with contextlib.suppress(OSError):
+            start = max(0, self.offset(min(n, self.epoch)))
+            punch_hole(self.pending_fd, start, self.offset(n) - start)
