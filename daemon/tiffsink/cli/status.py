@@ -12,7 +12,7 @@ def render(st: dict[str, Any]) -> str:
     img = st["image"] or {}
     pid = st["writer_pid"]
     lines = [
-        f"dataset:      {st['dataset']}",
+        f"dataset:      {st['dataset']} ({st['format']})",
         f"rows:         {st['rows']} from {st['files']} files ({st['bytes'] / 1e9:.2f} GB)",
         f"last commit:  {ago(st['last_commit_age_s'])}",
         f"rate:         {st['rows_per_s_last_minute']:.2f} rows/s (last minute), "

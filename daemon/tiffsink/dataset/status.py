@@ -6,12 +6,25 @@ cheap) while the daemon runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import Any
 
 from . import index, lock
 from .layout import Layout
+
+
+def _bytes_on_disk(lay: Layout) -> int:
+    """images.npy's size, or the sum of images.zarr's files (shards are compressed)."""
+    if lay.format() != "zarr":
+        return lay.images.stat().st_size
+    total = 0
+    for folder, _, files in os.walk(lay.zarr):
+        for f in files:
+            with contextlib.suppress(FileNotFoundError):  # a shard being replaced
+                total += os.stat(os.path.join(folder, f)).st_size
+    return total
 
 
 def collect(directory: str | os.PathLike[str]) -> dict[str, Any]:
@@ -28,7 +41,8 @@ def collect(directory: str | os.PathLike[str]) -> dict[str, Any]:
             "dataset": str(lay.directory),
             "rows": index.committed_rows(conn),
             "files": index.file_count(conn),
-            "bytes": lay.images.stat().st_size,
+            "format": meta.get("storage", {}).get("format", "npy"),
+            "bytes": _bytes_on_disk(lay),
             "last_commit": last,
             "last_commit_age_s": round(now - last, 1) if last else None,
             "rows_per_s_last_minute": round(index.rows_since(conn, now - 60) / 60, 3),

@@ -37,7 +37,11 @@ class Metrics:
         )
         self.pending = Gauge("tiffsink_pending_files", "Files waiting or decoding", registry=reg)
         self.rows = Gauge("tiffsink_dataset_rows", "Committed rows", registry=reg)
-        self.bytes = Gauge("tiffsink_dataset_bytes", "Size of images.npy", registry=reg)
+        self.bytes = Gauge(
+            "tiffsink_dataset_bytes",
+            "Size of the committed rows, uncompressed (images.npy's size for npy)",
+            registry=reg,
+        )
         self.last = Gauge(
             "tiffsink_last_commit_timestamp_seconds", "Unix time of last commit", registry=reg
         )

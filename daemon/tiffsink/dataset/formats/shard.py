@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import google_crc32c
 import numpy as np
 
+Buffer = bytes | bytearray | memoryview
 MISSING = 2**64 - 1
 CRC_BYTES = 4
 
@@ -30,18 +31,28 @@ def index_bytes(n_chunks: int) -> int:
     return 16 * n_chunks + CRC_BYTES
 
 
-def build(chunks: Sequence[bytes], n_chunks: int) -> bytes:
+def build(chunks: Sequence[Buffer], n_chunks: int) -> bytes:
     """A shard of `n_chunks` inner chunks whose first len(chunks) are given, the rest absent."""
-    if len(chunks) > n_chunks:
-        raise ValueError(f"{len(chunks)} chunks do not fit a shard of {n_chunks}")
+    return b"".join(build_parts(chunks, n_chunks))
+
+
+def build_parts(chunks: Sequence[Buffer], n_chunks: int) -> list[Buffer]:
+    """The shard as buffers to write one after another (the chunks are not copied)."""
+    return [*chunks, index_for([memoryview(c).nbytes for c in chunks], n_chunks)]
+
+
+def index_for(sizes: Sequence[int], n_chunks: int) -> bytes:
+    """The index (with its crc32c) of a shard whose chunks of `sizes` lie back to back
+    from offset 0, the rest absent."""
+    if len(sizes) > n_chunks:
+        raise ValueError(f"{len(sizes)} chunks do not fit a shard of {n_chunks}")
     table = np.full((n_chunks, 2), MISSING, dtype="<u8")
     offset = 0
-    for i, c in enumerate(chunks):
-        table[i] = (offset, len(c))
-        offset += len(c)
+    for i, n in enumerate(sizes):
+        table[i] = (offset, n)
+        offset += n
     idx = table.tobytes()
-    crc = struct.pack("<I", google_crc32c.value(idx))
-    return b"".join([*chunks, idx, crc])
+    return idx + struct.pack("<I", google_crc32c.value(idx))
 
 
 def parse(data: bytes, n_chunks: int) -> list[bytes | None]:

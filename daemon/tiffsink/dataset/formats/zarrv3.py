@@ -18,6 +18,7 @@ import errno
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +29,23 @@ from ..rows import fsync_dir, os_error_name
 from . import codec, ome, shard
 from .base import RowStore
 from .holes import punch_hole
+from .shard import Buffer
+
+_IOV_MAX = 1024  # buffers per writev (Linux's UIO_MAXIOV)
 
 
-def write_atomic(tmp_dir: Path, dest: Path, data: bytes) -> None:
-    """Replace `dest` with `data`: write a temporary file, fsync it, rename it over."""
+def write_atomic(tmp_dir: Path, dest: Path, data: Buffer | Sequence[Buffer]) -> None:
+    """Replace `dest` with `data` (one buffer, or several written in order, uncopied):
+    write a temporary file, fsync it, rename it over."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        parts = [memoryview(data)]
+    else:
+        parts = [memoryview(b) for b in data]
     tmp = tmp_dir / f"{dest.name}.{os.getpid()}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            _write_all(fd, parts)
             os.fsync(fd)  # a failed fsync is never retried: the next attempt is a new file
         finally:
             os.close(fd)
@@ -50,6 +57,20 @@ def write_atomic(tmp_dir: Path, dest: Path, data: bytes) -> None:
             # Nothing of this commit is visible yet: the caller may retry it later.
             raise DatasetFullError(dest, f"{os_error_name(e)} writing a shard") from e
         raise
+
+
+def _write_all(fd: int, parts: list[memoryview]) -> None:
+    """writev in groups the kernel accepts, resuming after short writes."""
+    parts = [p.cast("B") for p in parts if p.nbytes]
+    while parts:
+        n = os.writev(fd, parts[:_IOV_MAX])
+        while n and parts:
+            if n >= parts[0].nbytes:
+                n -= parts[0].nbytes
+                parts.pop(0)
+            else:
+                parts[0] = parts[0][n:]
+                n = 0
 
 
 class ZarrStore(RowStore):
@@ -64,9 +85,10 @@ class ZarrStore(RowStore):
         self.S = storage.shard_rows
         self.slot_bytes = codec.slot_bytes(spec.row_bytes)
         self.ndim = 1 + len(codec.chunk_shape(spec.row_shape))
-        self.tail: list[bytes] = []  # the committed chunks of the partly filled last shard
-        self._staged: tuple[int, list[bytes]] = (0, [])  # (rows, tail) once made durable
+        self.tail: list[Buffer] = []  # the committed chunks of the partly filled last shard
+        self._staged: tuple[int, list[Buffer]] = (0, [])  # (rows, tail) once made durable
         self.epoch = 0  # the row whose slot is at offset 0 of pending.rows
+        self._buf = bytearray()  # slots read back at commit, reused
         layout.tmp.mkdir(exist_ok=True)
         if not (self.array / "zarr.json").is_file():
             self._create()
@@ -151,14 +173,14 @@ class ZarrStore(RowStore):
         except shard.ShardError as e:
             raise DatasetError(where, f"torn shard holding committed rows: {e}") from e
 
-    def _recover_tail(self, n: int) -> list[bytes]:
+    def _recover_tail(self, n: int) -> list[Buffer]:
         s, k = n // self.S, n % self.S
         chunks = self._read_shard(s)
         if shard.present(chunks) < k:
             raise DatasetError(
                 self.shard_path(s), f"holds {shard.present(chunks)} of its {k} committed rows"
             )
-        tail = [c for c in chunks[:k] if c is not None]
+        tail: list[Buffer] = [c for c in chunks[:k] if c is not None]
         if any(c is not None for c in chunks[k:]):
             write_atomic(self.layout.tmp, self.shard_path(s), shard.build(tail, self.S))
             fsync_dir(self.shard_path(s).parent)
@@ -181,16 +203,22 @@ class ZarrStore(RowStore):
     def has_pending(self, committed: int) -> bool:
         return os.fstat(self.pending_fd).st_size > 0
 
-    def _chunks(self, first: int, count: int) -> list[bytes]:
-        """The encoded chunks in the slots of rows first..first+count-1."""
-        raw = os.pread(self.pending_fd, count * self.slot_bytes, self.offset(first))
+    def _chunks(self, first: int, count: int) -> list[memoryview]:
+        """The encoded chunks in the slots of rows first..first+count-1: views into one
+        reused buffer, valid until the next call."""
+        need = count * self.slot_bytes
+        if len(self._buf) < need:
+            self._buf = bytearray(need)
+        raw = memoryview(self._buf)[:need]
+        # The last slot is only as long as its chunk, so the read may end early.
+        got = os.preadv(self.pending_fd, [raw], self.offset(first))
         out = []
         for i in range(count):
             at = i * self.slot_bytes
-            (size,) = codec.LENGTH.unpack_from(raw, at)
-            if size > self.slot_bytes - codec.LENGTH.size:
-                raise DatasetError(self.pending_path, f"slot of row {first + i} is torn")
             start = at + codec.LENGTH.size
+            size = codec.LENGTH.unpack_from(raw, at)[0] if start <= got else -1
+            if not 0 <= size <= self.slot_bytes - codec.LENGTH.size or start + size > got:
+                raise DatasetError(self.pending_path, f"slot of row {first + i} is torn")
             out.append(raw[start : start + size])
         return out
 
@@ -200,7 +228,8 @@ class ZarrStore(RowStore):
         folders. One shard at a time, so memory is one shard's worth."""
         if not count:
             return
-        end, tail = first + count, list(self.tail)
+        end = first + count
+        tail: list[Buffer] = list(self.tail)
         if len(tail) != first % self.S:
             raise DatasetError(self.path, "internal: tail shard out of step with the commit")
         dirs: set[Path] = set()
@@ -208,14 +237,15 @@ class ZarrStore(RowStore):
         while row < end:
             s = row // self.S
             take = min(end, (s + 1) * self.S) - row
-            chunks = tail + self._chunks(row, take)
+            chunks: list[Buffer] = [*tail, *self._chunks(row, take)]
             dest = self.shard_path(s)
             if not dest.parent.is_dir():
                 dirs.update(self._make_dirs(dest.parent))
-            write_atomic(self.layout.tmp, dest, shard.build(chunks, self.S))
+            write_atomic(self.layout.tmp, dest, shard.build_parts(chunks, self.S))
             dirs.add(dest.parent)
             row += take
-            tail = chunks if len(chunks) < self.S else []
+            # The partial last shard's chunks outlive the read buffer: copy them.
+            tail = [bytes(c) for c in chunks] if len(chunks) < self.S else []
         for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
             fsync_dir(d)
         self._staged = (end, tail)
