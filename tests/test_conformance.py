@@ -23,7 +23,6 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from formats import NPY, STORAGES, ZARR, ZARR_ZSTD, leftover, raw_rows, tear, tear_publish
 from tiffsink import open_dataset
 from tiffsink.config import ImageSpec, Storage
 from tiffsink.dataset.index import FailureRecord, RowRecord
@@ -32,6 +31,7 @@ from tiffsink.dataset.writer import DatasetWriter
 from tiffsink.testing import faults
 
 from conftest import wait_for
+from formats import NPY, STORAGES, ZARR, ZARR_ZSTD, leftover, raw_rows, tear, tear_publish
 
 SPEC = ImageSpec(height=3, width=4, dtype="uint16")
 SPEC_RGB = ImageSpec(height=3, width=4, channels=3, dtype="uint8")

@@ -34,7 +34,8 @@ def check_dataset(d: DaemonProc, paths: list[Path], sources: list[Path] | None =
         for row in range(len(ds)):
             rec = ds.record(row)
             seen[rec.source] = seen.get(rec.source, 0) + 1
-            np.testing.assert_array_equal(ds.images[row], refs[rec.source], err_msg=rec.source)
+            got = ds.rows(row, row + 1)[0]
+            np.testing.assert_array_equal(got, refs[rec.source], err_msg=rec.source)
     assert seen == dict.fromkeys(refs, 1)
     r = run_cli("verify", str(d.dataset))
     assert r.returncode == 0, r.stdout
@@ -118,14 +119,17 @@ def test_kill_minus_nine_soak(tmp_path: Path) -> None:
     torture(tmp_path, kills=300, seed=2)
 
 
+@pytest.mark.parametrize("fmt", ["npy", "zarr"])
 @pytest.mark.parametrize("point", faults.CRASH_POINTS)
-def test_failpoint_recovers_without_loss_or_double(tmp_path: Path, point: str) -> None:
-    """Dying at each step of the commit protocol recovers to every file exactly once."""
+def test_failpoint_recovers_without_loss_or_double(tmp_path: Path, point: str, fmt: str) -> None:
+    """Dying at each step of the commit protocol recovers to every file exactly once,
+    in either format."""
     done = tmp_path / "done"
     d = DaemonProc(
         tmp_path,
         env=faults.spec(crash_at=point),
         sources={"after_ingest": "move", "done_directory": str(done)},
+        dataset={"format": fmt},
     )
     paths = [d.inbox / f"f{i}.tif" for i in range(3)]
     for i, p in enumerate(paths):
@@ -168,11 +172,14 @@ def small_fs(tmp_path: Path):  # type: ignore[no-untyped-def]
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def test_disk_full_pauses_then_resumes_with_nothing_lost(tmp_path: Path, small_fs: Path) -> None:
+@pytest.mark.parametrize("fmt", ["npy", "zarr"])
+def test_disk_full_pauses_then_resumes_with_nothing_lost(
+    tmp_path: Path, small_fs: Path, fmt: str
+) -> None:
     """ENOSPC: nothing torn is committed, the daemon says so, and resumes when space returns."""
     d = DaemonProc(
         tmp_path,
-        dataset={"directory": str(small_fs / "dataset")},
+        dataset={"directory": str(small_fs / "dataset"), "format": fmt, "compression": "none"},
         image={"height": 128, "width": 128},
     )
     d.start()
@@ -194,7 +201,7 @@ def test_disk_full_pauses_then_resumes_with_nothing_lost(tmp_path: Path, small_f
         assert sorted(sources) == sorted(map(str, paths))
         for i in range(0, len(ds), 17):
             ref = decode_file(ds.record(i).source, spec)[0][1]
-            np.testing.assert_array_equal(ds.images[i], ref)
+            np.testing.assert_array_equal(ds.rows(i, i + 1)[0], ref)
     assert run_cli("verify", str(d.dataset)).returncode == 0
 
 
@@ -204,12 +211,21 @@ EIO_SHIM = r"""
 #include <errno.h>
 #include <stdlib.h>
 #include <unistd.h>
-/* fdatasync fails with EIO while the file named by $TIFFSINK_TEST_EIO exists. */
+/* fdatasync and fsync fail with EIO while the file named by $TIFFSINK_TEST_EIO exists. */
+static int failing(void) {
+    const char *trigger = getenv("TIFFSINK_TEST_EIO");
+    return trigger && access(trigger, F_OK) == 0;
+}
 int fdatasync(int fd) {
     static int (*real)(int) = 0;
-    const char *trigger = getenv("TIFFSINK_TEST_EIO");
-    if (trigger && access(trigger, F_OK) == 0) { errno = EIO; return -1; }
+    if (failing()) { errno = EIO; return -1; }
     if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+    return real(fd);
+}
+int fsync(int fd) {
+    static int (*real)(int) = 0;
+    if (failing()) { errno = EIO; return -1; }
+    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
     return real(fd);
 }
 """
@@ -228,11 +244,14 @@ def eio_shim(tmp_path: Path) -> Path:
     return lib
 
 
-def test_eio_from_fsync_exits_75_and_restart_recovers(tmp_path: Path, eio_shim: Path) -> None:
-    """EIO from fdatasync is not retried: exit 75, a clear log; the restart loses nothing."""
+@pytest.mark.parametrize("fmt", ["npy", "zarr"])
+def test_eio_from_fsync_exits_75_and_restart_recovers(
+    tmp_path: Path, eio_shim: Path, fmt: str
+) -> None:
+    """EIO from fsync is not retried: exit 75, a clear log; the restart loses nothing."""
     trigger = tmp_path / "fail-fsync-now"
     env = {"LD_PRELOAD": str(eio_shim), "TIFFSINK_TEST_EIO": str(trigger)}
-    d = DaemonProc(tmp_path, env=env).start()
+    d = DaemonProc(tmp_path, env=env, dataset={"format": fmt}).start()
     first = [d.inbox / f"ok{i}.tif" for i in range(3)]
     for i, p in enumerate(first):
         p.write_bytes(tiff_bytes(source_array(i)))

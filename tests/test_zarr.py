@@ -1,0 +1,201 @@
+"""The zarr format as users meet it: OME-Zarr 0.5 valid, read by zarr-python, napari-style
+readers and dask as it is, crash-safe under kill -9 with a zarr-python reader alongside."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from tiffsink import open_dataset
+from tiffsink.config import ImageSpec, Storage
+from tiffsink.dataset.formats import shard
+from tiffsink.dataset.verify import verify
+from tiffsink.dataset.writer import DatasetWriter
+from tiffsink.errors import DatasetError
+
+from conftest import run_cli, wait_for
+from daemon_harness import DaemonProc
+from test_durability import Arrivals, check_dataset, no_leftovers
+
+SPEC = ImageSpec(height=3, width=4, dtype="uint16")
+RGB = ImageSpec(height=3, width=4, channels=3, dtype="uint8")
+ZARR = Storage("zarr", shard_rows=4, compression="blosc-lz4")
+
+
+def filled(spec: ImageSpec, n: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(n)
+    return [rng.integers(1, 200, spec.row_shape).astype(spec.dtype) for _ in range(n)]
+
+
+def make(d: Path, spec: ImageSpec, n: int, storage: Storage = ZARR) -> list[np.ndarray]:
+    rows = filled(spec, n)
+    with DatasetWriter(d, spec, storage) as w:
+        recs = []
+        for r in rows:
+            row = w.write_row(r)
+            recs.append(_rec(row))
+        w.commit(recs, [])
+    return rows
+
+
+def _rec(row: int):  # type: ignore[no-untyped-def]
+    from tiffsink.dataset.index import RowRecord
+
+    return RowRecord(row, f"/in/f{row}.tif", 0, 1, 1, "x", 3, 4, "u2", 1, 1.0)
+
+
+def test_the_image_group_is_valid_ome_zarr_0_5(tmp_path: Path) -> None:
+    """ome-zarr-models validates the group: axes row, c, y, x, and a dataset at path 0."""
+    from ome_zarr_models.v05 import Image
+
+    make(tmp_path, RGB, 6)
+    img = Image.from_zarr(zarr.open_group(tmp_path / "images.zarr", mode="r"))
+    ms = img.attributes.ome.multiscales[0]
+    assert [a.name for a in ms.axes] == ["row", "c", "y", "x"]
+    assert [a.type for a in ms.axes] == ["row", "channel", "space", "space"]
+    assert ms.datasets[0].path == "0"
+
+
+def test_zarr_python_reads_the_rows_channels_first(tmp_path: Path) -> None:
+    """zarr-python sees shape (N, 3, H, W), dimension names, and the written pixels."""
+    rows = make(tmp_path, RGB, 6)
+    arr = zarr.open_array(tmp_path / "images.zarr" / "0", mode="r")
+    assert arr.shape == (6, 3, 3, 4)
+    assert arr.metadata.dimension_names == ("row", "c", "y", "x")
+    np.testing.assert_array_equal(arr[:], np.array(rows).transpose(0, 3, 1, 2))
+    assert arr.shards == (4, 3, 3, 4) and arr.chunks == (1, 3, 3, 4)
+
+
+def test_dask_reads_the_array_as_it_is(tmp_path: Path) -> None:
+    """dask.array.from_zarr gives the same rows (dask and xarray users need nothing else)."""
+    da = pytest.importorskip("dask.array")
+    rows = make(tmp_path, SPEC, 9)
+    got = da.from_zarr(str(tmp_path / "images.zarr" / "0")).compute()
+    np.testing.assert_array_equal(got, np.array(rows))
+
+
+def test_recovery_cuts_shards_and_chunks_past_the_committed_rows(tmp_path: Path) -> None:
+    """Rows made durable but never committed (crash before the index) are cut on open."""
+    rows = make(tmp_path, SPEC, 5)
+    w = DatasetWriter(tmp_path, SPEC, ZARR)
+    for r in filled(SPEC, 6):
+        w.write_row(r)
+    w.store.make_durable(5, 6)  # shards 1 and 2 now hold rows 5..10, uncommitted
+    w.conn.close()
+    w.store.close()
+    import os
+
+    os.close(w._lock_fd)
+    assert (tmp_path / "images.zarr/0/c/2").exists()
+    with DatasetWriter(tmp_path, SPEC, ZARR) as w2:
+        assert w2.committed == 5
+    assert not (tmp_path / "images.zarr/0/c/2").exists()
+    present = shard.read_present(tmp_path / "images.zarr/0/c/1/0/0", 4)
+    assert present == [True, False, False, False]
+    assert verify(tmp_path).ok
+    with open_dataset(tmp_path) as ds:
+        np.testing.assert_array_equal(ds.rows(0, len(ds)), np.array(rows))
+
+
+def test_a_torn_committed_shard_is_refused_naming_it(tmp_path: Path) -> None:
+    """A last shard cut short (committed rows lost under us) is an error naming the file."""
+    make(tmp_path, SPEC, 6)
+    path = tmp_path / "images.zarr/0/c/1/0/0"
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(DatasetError, match=r"c/1/0/0.*torn shard"):
+        DatasetWriter(tmp_path, SPEC, ZARR)
+    rep = verify(tmp_path)
+    assert any("c/1/0/0" in p for p in rep.problems)
+
+
+def test_the_shard_format_round_trips_through_zarr_python(tmp_path: Path) -> None:
+    """A shard built here with absent chunks reads back in zarr-python as fill values."""
+    make(tmp_path, SPEC, 0, Storage("zarr", shard_rows=4, compression="none"))
+    meta = json.loads((tmp_path / "images.zarr/0/zarr.json").read_text())
+    meta["shape"][0] = 4
+    (tmp_path / "images.zarr/0/zarr.json").write_text(json.dumps(meta))
+    a, b = np.full((3, 4), 7, "<u2"), np.full((3, 4), 9, "<u2")
+    out = tmp_path / "images.zarr/0/c/0/0/0"
+    out.parent.mkdir(parents=True)
+    out.write_bytes(shard.build([a.tobytes(), b.tobytes()], 4))
+    got = zarr.open_array(tmp_path / "images.zarr/0", mode="r")[:]
+    np.testing.assert_array_equal(got[0], a)
+    np.testing.assert_array_equal(got[1], b)
+    assert not got[2:].any()
+
+
+def test_status_and_verify_cli_on_a_zarr_dataset(tmp_path: Path) -> None:
+    """status names the format; verify passes and says zarr."""
+    make(tmp_path, SPEC, 5)
+    st = json.loads(run_cli("status", str(tmp_path), "--json").stdout)
+    assert st["format"] == "zarr" and st["rows"] == 5
+    r = run_cli("verify", str(tmp_path))
+    assert r.returncode == 0 and "(zarr)" in r.stdout, r.stdout
+
+
+# -- the daemon, killed, with a zarr-python reader alongside ------------------------------
+
+READER = r"""
+import sys, time
+from pathlib import Path
+import numpy as np
+import zarr
+d = Path(sys.argv[1]); stop = Path(sys.argv[2])
+last = seen = 0
+while not stop.exists():
+    try:
+        a = zarr.open_array(d / "images.zarr" / "0", mode="r")
+    except Exception:
+        time.sleep(0.01)  # not created yet
+        continue
+    n = a.shape[0]
+    if n < last:
+        sys.exit(f"shape went backwards: {last} -> {n}")
+    if n:
+        rows = a[:].reshape(n, -1)
+        empty = np.nonzero(~rows.any(axis=1))[0]
+        if empty.size:
+            sys.exit(f"row {empty[0]} of {n} is a fill-value row")
+    last, seen = n, seen + 1
+print(last, seen)
+"""
+
+
+def test_kill_minus_nine_with_a_zarr_reader_alongside(tmp_path: Path) -> None:
+    """12 SIGKILLs of a zarr daemon: every file exactly once, and a zarr-python reader
+    polling all along never sees an unwritten row or a shrinking shape."""
+    rng = random.Random(5)
+    d = DaemonProc(tmp_path, dataset={"format": "zarr", "shard_rows": 4})
+    stop = tmp_path / "stop-reader"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(d.dataset), str(stop)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        arrivals = Arrivals(d.inbox, n=50, seed=5).start()
+        for _ in range(12):
+            d.start(wait_ready=rng.random() < 0.7)
+            wait_for(lambda: d.proc is not None and d.proc.pid > 0, 5, "process")
+            threading.Event().wait(rng.uniform(0.05, 1.2))  # the kill instant is random
+            d.kill_group()
+        arrivals.join()
+        d.start()
+        d.wait_rows(len(arrivals.paths), timeout=120)
+        assert d.stop() == 0
+    finally:
+        stop.touch()
+        out, err = reader.communicate(timeout=60)
+    assert reader.returncode == 0, err
+    assert int(out.split()[1]) > 10, "the reader did not overlap the daemon"
+    check_dataset(d, arrivals.paths)
+    no_leftovers(d)
