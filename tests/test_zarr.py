@@ -20,6 +20,7 @@ from tiffsink.dataset.formats import shard
 from tiffsink.dataset.verify import verify
 from tiffsink.dataset.writer import DatasetWriter
 from tiffsink.errors import DatasetError
+from tiffsink.testing import faults
 
 from conftest import run_cli, wait_for
 from daemon_harness import DaemonProc
@@ -199,3 +200,57 @@ def test_kill_minus_nine_with_a_zarr_reader_alongside(tmp_path: Path) -> None:
     assert int(out.split()[1]) > 10, "the reader did not overlap the daemon"
     check_dataset(d, arrivals.paths)
     no_leftovers(d)
+
+
+# -- export --------------------------------------------------------------------------------
+
+
+def test_export_round_trips_rows_index_and_failures(tmp_path: Path) -> None:
+    """npy -> zarr -> npy keeps every row, record and failure; both copies verify."""
+    from tiffsink.dataset.index import FailureRecord
+
+    src = tmp_path / "src"
+    rows = make(src, RGB, 7, Storage())
+    with DatasetWriter(src, RGB) as w:
+        w.commit([], [FailureRecord("/in/bad.tif", 5, 6, "corrupt", "not a TIFF", 2.0)])
+    r = run_cli("export", str(src), str(tmp_path / "z"), "--format", "zarr", "--shard-rows", "3")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("export", str(tmp_path / "z"), str(tmp_path / "n"), "--format", "npy")
+    assert r.returncode == 0, r.stderr
+    for d in ("z", "n"):
+        with open_dataset(tmp_path / d) as ds:
+            np.testing.assert_array_equal(ds.rows(0, len(ds)), np.array(rows))
+            assert ds.record(6).source == "/in/f6.tif"
+            assert [f.detail for f in ds.failures()] == ["not a TIFF"]
+        assert verify(tmp_path / d).ok
+
+
+def test_export_killed_mid_copy_resumes_without_doubling(tmp_path: Path) -> None:
+    """SIGKILL after the copy's first commit; the rerun copies only the rest."""
+    src = tmp_path / "src"
+    make(src, SPEC, 200, Storage())
+    out = tmp_path / "out"
+    env = faults.spec(crash_at="after_header_rewrite")  # dies right after the first commit
+    r = run_cli("export", str(src), str(out), "--format", "zarr", env=env)
+    assert r.returncode == -9, r.stderr
+    with open_dataset(out) as ds:
+        assert 0 < len(ds) < 200
+    r = run_cli("export", str(src), str(out), "--format", "zarr")
+    assert r.returncode == 0, r.stderr
+    assert "200 rows" in r.stdout and "(136 copied now)" in r.stdout, r.stdout
+    assert verify(out).ok
+
+
+def test_export_refuses_to_resume_into_a_copy_of_another_dataset(tmp_path: Path) -> None:
+    """A target holding other rows is refused, naming the first row that differs."""
+    make(tmp_path / "a", SPEC, 3, Storage())
+    with DatasetWriter(tmp_path / "b", SPEC, ZARR) as w:
+        w.write_row(filled(SPEC, 1)[0])
+        from tiffsink.dataset.index import RowRecord
+
+        w.commit([RowRecord(0, "/other.tif", 0, 1, 1, "x", 3, 4, "u2", 1, 1.0)], [])
+    r = run_cli(
+        "export", str(tmp_path / "a"), str(tmp_path / "b"), "--format", "zarr", "--shard-rows", "4"
+    )
+    assert r.returncode != 0
+    assert "row 0 is /other.tif" in r.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..config.schema import COMPRESSIONS, FORMATS, Storage
 from . import commands
 
 
@@ -42,6 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("dataset")
     v.add_argument("--repair", action="store_true", help="run crash recovery, then check")
     v.set_defaults(func=commands.cmd_verify)
+
+    ex = sub.add_parser("export", help="copy a dataset into npy or zarr, index included")
+    ex.add_argument("dataset")
+    ex.add_argument("out")
+    ex.add_argument("--format", required=True, choices=FORMATS)
+    ex.add_argument("--shard-rows", type=int, default=Storage.shard_rows)
+    ex.add_argument("--compression", choices=COMPRESSIONS, default=Storage.compression)
+    ex.add_argument("--level", type=int, default=Storage.compression_level, choices=range(1, 10))
+    ex.set_defaults(func=commands.cmd_export)
 
     s = sub.add_parser("status", help="rows, rate, failures and the daemon holding a dataset")
     s.add_argument("dataset")

@@ -180,6 +180,14 @@ def rows_for_source(conn: sqlite3.Connection, source: str) -> list[RowRecord]:
     return [RowRecord(*r) for r in cur]
 
 
+def row_records(conn: sqlite3.Connection, start: int, stop: int) -> list[RowRecord]:
+    """Records of rows start..stop-1, in row order."""
+    cur = conn.execute(
+        "SELECT * FROM images WHERE row >= ? AND row < ? ORDER BY row", (start, stop)
+    )
+    return [RowRecord(*r) for r in cur]
+
+
 def row_record(conn: sqlite3.Connection, row: int) -> RowRecord | None:
     r = conn.execute("SELECT * FROM images WHERE row=?", (row,)).fetchone()
     return RowRecord(*r) if r else None
