@@ -188,6 +188,8 @@ class CommitProtocol(RuleBasedStateMachine):
         with open_dataset(self.dir) as ds:
             assert len(ds) == len(self.model)
             np.testing.assert_array_equal(np.asarray(ds.rows(0, len(ds))), self.model)
+            backwards = list(range(len(ds)))[::-1]  # a training batch, in its own order
+            np.testing.assert_array_equal(ds.take(backwards), self.model[::-1])
 
     @invariant()
     def verify_is_ok(self) -> None:

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ..errors import DatasetError
 from . import header, index
+from .formats.zarrread import ShardReader
 from .index import FailureRecord, RowRecord
 from .layout import ARRAY, Layout
+from .meta import spec_from_meta, storage_from_meta
 
 
 class Dataset:
@@ -44,7 +47,9 @@ class Dataset:
         c = int(image["channels"])
         h, w = int(image["height"]), int(image["width"])
         self.row_shape: tuple[int, ...] = (h, w) if c == 1 else (h, w, c)
-        self.format = str(self.meta.get("storage", {}).get("format", "npy"))
+        self.spec, self.storage = spec_from_meta(self.meta), storage_from_meta(self.meta)
+        self.format = self.storage.format
+        self._shards: ShardReader | None = None
         # npy: a read-only memmap (N, H, W[, C]). zarr: the zarr array (N, [C,] H, W).
         self.images: Any = np.empty((0, *self.row_shape), self.dtype)
         self.refresh()
@@ -86,6 +91,18 @@ class Dataset:
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The given rows, in the given order, as (k, H, W[, C]): a training batch. On zarr
+        this reads chunks straight from the shards, many times faster than zarr-python."""
+        idx = np.asarray(rows, dtype=np.int64)
+        if self.format != "zarr":
+            if idx.size and not (idx.min() >= 0 and idx.max() < len(self)):
+                raise IndexError(f"rows outside 0..{len(self) - 1}")
+            return np.asarray(self.images[idx])
+        if self._shards is None:
+            self._shards = ShardReader(self.layout.zarr / ARRAY, self.spec, self.storage)
+        return self._shards.take(idx.tolist(), len(self))
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         """Rows start..stop-1 as a numpy array (N, H, W[, C]), whatever the format."""

@@ -85,6 +85,20 @@ def present(chunks: Sequence[bytes | None]) -> int:
     return len(chunks)
 
 
+def parse_table(tail: bytes, n_chunks: int, body: int) -> np.ndarray:
+    """The (offset, nbytes) table from a shard's last index_bytes; ShardError if torn."""
+    idx = tail[:-CRC_BYTES]
+    if len(tail) != index_bytes(n_chunks):
+        raise ShardError("shorter than its index")
+    if google_crc32c.value(idx) != struct.unpack("<I", tail[-CRC_BYTES:])[0]:
+        raise ShardError("index checksum mismatch")
+    table = np.frombuffer(idx, dtype="<u8").reshape(n_chunks, 2)
+    ok = (table[:, 0] == MISSING) | (table[:, 0] + table[:, 1] <= body)
+    if not ok.all():
+        raise ShardError(f"a chunk runs past the {body}-byte body")
+    return table
+
+
 def read_present(path: str | bytes | os.PathLike[str], n_chunks: int) -> list[bool]:
     """Which inner chunks a shard file holds, from its index alone (no chunk is read)."""
     size = index_bytes(n_chunks)
