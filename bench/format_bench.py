@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ingest_bench import make_corpus  # noqa: E402
+from ingest_bench import make_corpus
 
 STORAGES = {
     "npy": {"format": "npy"},
@@ -73,10 +73,7 @@ def random_reads(ds_dir: Path, how: str, batches: int = 50) -> float:
     t0 = time.perf_counter()
     for _ in range(batches):
         idx = np.sort(rng.choice(n, 64, replace=False))
-        if how == "take":
-            batch = ds.take(idx)
-        else:
-            batch = ds.images.get_orthogonal_selection((idx,))
+        batch = ds.take(idx) if how == "take" else ds.images.get_orthogonal_selection((idx,))
         assert batch.shape[0] == 64
     return batches * 64 / (time.perf_counter() - t0)
 

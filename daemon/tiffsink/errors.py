@@ -66,6 +66,10 @@ class SpecMismatchError(DatasetError):
         )
 
 
+class ClusterError(TiffsinkError):
+    """The Dask cluster cannot run this backfill (unreachable, wrong workers, wrong format)."""
+
+
 class WorkerStartError(TiffsinkError):
     """A worker process died before it was ready: the environment is broken (a missing
     library, no memory), not a file. Failing every file on it would lose nothing but

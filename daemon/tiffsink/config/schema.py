@@ -87,7 +87,7 @@ class Storage:
 
     format: str = "npy"
     shard_rows: int = 64  # zarr: rows per shard object (one row per chunk inside it)
-    compression: str = "blosc-lz4"  # zarr: the codec of each row chunk (workers encode)
+    compression: str = "zstd"  # zarr: the codec of each row chunk (workers encode)
     compression_level: int = 1
 
     def identity(self) -> dict[str, Any]:
@@ -104,7 +104,7 @@ class DatasetConfig:
     directory: Path = Path("dataset")
     format: str = "npy"
     shard_rows: int = 64
-    compression: str = "blosc-lz4"
+    compression: str = "zstd"
     compression_level: int = 1
 
     @property

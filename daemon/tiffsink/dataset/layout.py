@@ -19,6 +19,7 @@ ARRAY = "0"  # the full-resolution array's path inside images.zarr
 PENDING = "pending.rows"  # zarr: encoded rows not yet in a shard
 TMP = "tmp"  # zarr: shards and zarr.json before their atomic rename
 INDEX = "index.sqlite"
+SNAPSHOT = "index.snapshot.sqlite"  # cluster datasets: the index for readers on other hosts
 LOCK = "writer.lock"
 
 
@@ -63,6 +64,10 @@ class Layout:
     @property
     def index(self) -> Path:
         return self.directory / INDEX
+
+    @property
+    def snapshot(self) -> Path:
+        return self.directory / SNAPSHOT
 
     @property
     def lock(self) -> Path:

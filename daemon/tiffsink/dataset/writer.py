@@ -19,6 +19,7 @@ import errno
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 import numpy as np
 import structlog
@@ -194,6 +195,28 @@ class DatasetWriter:
         faults.crash_point("after_data_write")
         try:
             self.store.make_durable(self.committed, len(rows))
+        except (OSError, sqlite3.DatabaseError) as e:
+            self._poison(e)
+        self._finish(rows, failures)
+
+    def commit_written(self, rows: Sequence[RowRecord], failures: Sequence[FailureRecord]) -> None:
+        """Commit rows that others already made durable in the store, whole shards written
+        by a cluster's tasks: steps 3 and 4 only. No row may be pending here."""
+        self._check()
+        if self.cursor != self.committed:
+            raise ValueError("commit_written with rows pending")
+        if [r.row for r in rows] != list(range(self.committed, self.committed + len(rows))):
+            raise ValueError("commit must cover the rows after the committed ones, in order")
+        self.cursor += len(rows)
+        try:
+            self._finish(rows, failures)
+        finally:
+            if self.committed != self.cursor:  # nothing committed: nothing is pending either
+                self.cursor = self.committed
+
+    def _finish(self, rows: Sequence[RowRecord], failures: Sequence[FailureRecord]) -> None:
+        """Steps 3 (the index transaction: the commit point) and 4 (publish the count)."""
+        try:
             faults.crash_point("after_data_fsync")
             self._insert(rows, failures)
             faults.crash_point("after_index_commit")
@@ -202,14 +225,20 @@ class DatasetWriter:
                 self.store.publish(self.committed)
             faults.crash_point("after_header_rewrite")
         except (OSError, sqlite3.DatabaseError) as e:
-            if isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.OperationalError):
-                raise
-            self._poisoned = e
-            raise DatasetIOError(
-                self.store.path,
-                f"{os_error_name(e)} while committing; not retried: "
-                "the process must restart and recover",
-            ) from e
+            self._poison(e)
+
+    def _poison(self, e: BaseException) -> NoReturn:
+        """An OSError or SQLite I/O error is not retried: the writer refuses further work
+        and the process must restart and recover. Other SQLite errors (a constraint) are
+        raised as they are: nothing was committed."""
+        if isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.OperationalError):
+            raise e
+        self._poisoned = e
+        raise DatasetIOError(
+            self.store.path,
+            f"{os_error_name(e)} while committing; not retried: "
+            "the process must restart and recover",
+        ) from e
 
     def _insert(self, rows: Sequence[RowRecord], failures: Sequence[FailureRecord]) -> None:
         try:

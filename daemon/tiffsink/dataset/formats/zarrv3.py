@@ -18,6 +18,7 @@ import errno
 import json
 import os
 import shutil
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ def write_atomic(tmp_dir: Path, dest: Path, data: Buffer | Sequence[Buffer]) -> 
         parts = [memoryview(data)]
     else:
         parts = [memoryview(b) for b in data]
-    tmp = tmp_dir / f"{dest.name}.{os.getpid()}.tmp"
+    tmp = tmp_dir / f"{dest.name}.{uuid.uuid4().hex}.tmp"  # unique: writers may run at once
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
@@ -173,6 +174,10 @@ class ZarrStore(RowStore):
         except shard.ShardError as e:
             raise DatasetError(where, f"torn shard holding committed rows: {e}") from e
 
+    def _read_tail(self, n: int) -> list[Buffer]:
+        chunks = self._read_shard(n // self.S) if n % self.S else []
+        return [c for c in chunks[: n % self.S] if c is not None]
+
     def _recover_tail(self, n: int) -> list[Buffer]:
         s, k = n // self.S, n % self.S
         chunks = self._read_shard(s)
@@ -275,6 +280,8 @@ class ZarrStore(RowStore):
         staged_n, staged_tail = self._staged
         if staged_n == n:
             self.tail = staged_tail
+        else:  # the shards were written by others (the cluster's tasks): read the tail
+            self.tail = self._read_tail(n)
         with contextlib.suppress(OSError):
             start = max(0, self.offset(min(n, self.epoch)))
             punch_hole(self.pending_fd, start, self.offset(n) - start)

@@ -1,0 +1,212 @@
+"""`tiffsink ingest --scheduler ...`: the backfill on a Dask cluster, into a zarr dataset.
+
+The client lists files lazily (as the local backfill does), submits groups of about a
+shard's worth of files as decode tasks, in waves as capacity frees, and gets back only
+each group's outcomes: the encoded chunks stay in cluster memory. It then gives pages
+rows in completion order (dense, whatever fails) and, for every full shard, submits one
+task that writes that shard whole from the groups' chunks. When a shard task is done the
+client commits its rows through index.sqlite, in row order: the same commit point as
+locally, and the client is its only writer. A killed worker's tasks are rerun by Dask; a
+killed client leaves at most shards past the committed rows, which the next run cuts.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from ..batch import Candidate
+from ..config import Config
+from ..dataset import DatasetWriter
+from ..dataset.layout import ARRAY
+from ..errors import ClusterError
+from ..feed.backfill import Backfill
+from ..pipeline import CommitInfo
+from ..service.progress import Progress, Summary
+from ..service.signals import StopSignals
+from . import tasks
+from .connect import check_workers, connect
+from .plan import ShardJob, ShardPlanner
+from .snapshot import SNAPSHOT_EVERY_S, publish_snapshot
+
+log = structlog.get_logger("tiffsink")
+
+EX_INTERRUPTED = 130
+GROUPS_PER_WORKER = 2  # decode tasks in flight per worker: one running, one queued
+
+
+def cluster_ingest(
+    config: Config, sources: list[Path], scheduler: str, progress: bool | None = None
+) -> Summary:
+    """Backfill `sources` on the cluster at `scheduler` ("local" or an address)."""
+    storage = config.dataset.storage
+    if storage.format != "zarr":
+        raise ClusterError(
+            config.dataset.directory,
+            'a cluster backfill writes a zarr dataset: set [dataset] format = "zarr" (an '
+            "npy file cannot take whole-shard writes from many hosts); convert an existing "
+            "one with `tiffsink export`",
+        )
+    feed = Backfill(config, sources)
+    summary = Summary(files_total=feed.count())
+    writer = DatasetWriter(config.dataset.directory, config.image, storage)
+    bar = Progress(summary, sys.stderr.isatty() if progress is None else progress)
+    stop = StopSignals(EX_INTERRUPTED, "tiffsink: second signal, stopping at once")
+    t0 = time.monotonic()
+    try:
+        with stop, connect(config, scheduler) as client:
+            n = check_workers(client, writer.layout.tmp)
+            log.info("cluster.ready", scheduler=scheduler, workers=n, rows=writer.committed)
+            run = _Run(client, config, writer, summary, bar, stop, n)
+            run.drive(feed.candidates(writer.lookup.known, run.on_skip))
+    finally:
+        writer.close()
+        bar.close()
+    summary.seconds = time.monotonic() - t0
+    summary.interrupted = stop.requested
+    return summary
+
+
+class _Run:
+    """One cluster backfill: waves of decode tasks, shard tasks, commits in row order."""
+
+    def __init__(
+        self,
+        client: Any,
+        config: Config,
+        writer: DatasetWriter,
+        summary: Summary,
+        bar: Progress,
+        stop: StopSignals,
+        workers: int,
+    ) -> None:
+        self.client, self.config, self.writer = client, config, writer
+        self.summary, self.bar, self.stop = summary, bar, stop
+        self.storage = config.dataset.storage
+        self.group_files = self.storage.shard_rows
+        self.max_groups = GROUPS_PER_WORKER * workers
+        self.planner = ShardPlanner(writer.committed, self.storage.shard_rows)
+        self.decoding: dict[Any, dict[str, Candidate]] = {}  # group future -> its files
+        self.writing: deque[ShardJob] = deque()  # submitted shard jobs, in row order
+        self.ndim = 1 + len(writer.spec.row_shape)
+        self.snapshot_at = time.monotonic()
+        self._ids = 0
+
+    def on_skip(self) -> None:
+        self.summary.skip()
+        self.bar.update(1)
+
+    def drive(self, cands: Iterator[Candidate]) -> None:
+        from distributed import wait
+
+        feed: Iterator[Candidate] | None = cands
+        while True:
+            if self.stop.requested:
+                self._cancel()
+                return
+            while feed is not None and len(self.decoding) < self.max_groups:
+                group = dict((c.path, c) for c in _take(feed, self.group_files))
+                if not group:
+                    feed = None
+                    break
+                self._submit_group(group)
+            if feed is None and not self.decoding:
+                self.planner.flush()
+            self._submit_shards()
+            if not self.decoding and not self.writing:
+                return
+            pending = [*self.decoding, *(j.future for j in self.writing if j.future)]
+            done = wait(pending, timeout=0.5, return_when="FIRST_COMPLETED").done
+            for fut in [f for f in self.decoding if f in done]:
+                self._decoded(fut)
+            self._commit_done()
+
+    def _submit_group(self, group: dict[str, Candidate]) -> None:
+        items = [tasks.FileItem(c.path, c.root or "/") for c in group.values()]
+        fut = self.client.submit(
+            tasks.decode_group, items, self.writer.spec, self.storage, pure=False
+        )
+        self.decoding[fut] = group
+
+    def _decoded(self, fut: Any) -> None:
+        """A group's outcomes: check versions that changed since listing, assign rows."""
+        group = self.decoding.pop(fut)
+        outcomes: list[tasks.FileOutcome] = self.client.submit(tasks.outcomes_of, fut).result()
+        changed = [
+            (o.path, o.size, o.mtime_ns)
+            for o in outcomes
+            if not o.reason and (o.size, o.mtime_ns) != (group[o.path].size, group[o.path].mtime_ns)
+        ]
+        known = self.writer.lookup.known(changed) if changed else set()
+        skipped = self.planner.add(
+            fut, outcomes, group, lambda o: (o.path, o.size, o.mtime_ns) in known
+        )
+        for _ in range(skipped):
+            self.on_skip()
+
+    def _submit_shards(self) -> None:
+        array = self.writer.layout.zarr / ARRAY
+        for job in self.planner.ready:
+            if job.parts:
+                plan = tasks.ShardPlan(
+                    str(array),
+                    str(self.writer.layout.tmp),
+                    job.index,
+                    self.storage.shard_rows,
+                    self.ndim,
+                    job.keep,
+                )
+                job.future = self.client.submit(tasks.write_shard, plan, job.parts, pure=False)
+            self.writing.append(job)
+        self.planner.ready = []
+
+    def _commit_done(self) -> None:
+        """Commit finished shards in row order (a later one waits for the earlier)."""
+        while self.writing and (self.writing[0].future is None or self.writing[0].future.done()):
+            job = self.writing.popleft()
+            if job.future is not None:
+                job.future.result()  # a task's error (ENOSPC, EIO) ends the run here
+            t0 = time.monotonic()
+            self.writer.commit_written(job.records, [rec for _, rec in job.failures])
+            self._ids += 1
+            info = CommitInfo(
+                self._ids,
+                len(job.records),
+                job.files_done,
+                job.failures,
+                0,
+                (time.monotonic() - t0) * 1000,
+                0.0,
+                job.records[0].row if job.records else 0,
+            )
+            self.bar.update(self.summary.add(info))
+            job.parts = []  # the groups' chunks may now leave cluster memory
+            job.future = None
+            if time.monotonic() - self.snapshot_at > SNAPSHOT_EVERY_S:
+                publish_snapshot(self.writer)
+                self.snapshot_at = time.monotonic()
+        if not self.writing and not self.decoding:
+            publish_snapshot(self.writer)
+
+    def _cancel(self) -> None:
+        """Ctrl-C: cancel every task; nothing uncommitted is ever visible."""
+        log.warning("ingest.stopping", detail="cancelling the cluster's tasks")
+        futs = [*self.decoding, *(j.future for j in self.writing if j.future)]
+        self.client.cancel(futs)
+        self.decoding.clear()
+        self.writing.clear()
+
+
+def _take(it: Iterator[Candidate], n: int) -> list[Candidate]:
+    out = []
+    for c in it:
+        out.append(c)
+        if len(out) == n:
+            break
+    return out

@@ -1,0 +1,147 @@
+"""What runs on the Dask workers: decode a group of files, write one whole shard.
+
+Both are plain functions of their arguments, so Dask may run them anywhere, run them
+again after a worker died, or recompute a lost result: `decode_group` is deterministic
+for unchanged files, and `write_shard` replaces its shard atomically, whole, from the
+same rows. Neither touches index.sqlite: the client is its only writer.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..config import ImageSpec, Storage
+from ..dataset.formats import codec, shard
+from ..dataset.formats.zarrv3 import write_atomic
+from ..dataset.rows import fsync_dir
+from ..decode import Decoder, PageInfo
+from ..decode.safeopen import open_source
+from ..errors import DecodeError
+
+PAGES_PER_CALL = 8
+
+
+@dataclass(frozen=True)
+class FileItem:
+    """A file to decode, as the client listed it."""
+
+    path: str
+    root: str
+
+
+@dataclass
+class FileOutcome:
+    """One file's fate: pages (their chunks are in the group's `chunks`) or a failure."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str = ""
+    pages: list[PageInfo] = field(default_factory=list)
+    reason: str = ""  # set for a failure
+    detail: str = ""
+
+
+@dataclass
+class GroupResult:
+    """A group's outcomes, and the encoded chunk of every page, in file and page order."""
+
+    outcomes: list[FileOutcome]
+    chunks: list[bytes]
+
+
+def _decode_file(
+    dec: Decoder, item: FileItem, spec: ImageSpec
+) -> tuple[FileOutcome, list[np.ndarray]]:
+    """All pages the spec selects, exactly as a local worker decodes them."""
+    size = mtime = -1
+    try:
+        fd, st = open_source(item.path, item.root)
+        try:
+            size, mtime = st.st_size, st.st_mtime_ns
+            pages: list[tuple[PageInfo, np.ndarray]] = []
+            digest = ""
+            while True:
+                outs = [np.empty(spec.row_shape, spec.dtype) for _ in range(PAGES_PER_CALL)]
+                res = dec.decode(fd, item.path, size, len(pages), outs)
+                if res.content_hash:
+                    digest = res.content_hash
+                pages += zip(res.pages, outs, strict=False)
+                if not res.pages or len(pages) >= res.pages_total:
+                    break
+            st2 = os.fstat(fd)
+            if (st2.st_size, st2.st_mtime_ns) != (size, mtime):
+                raise DecodeError(item.path, "changed_during_read", "size/mtime changed")
+        finally:
+            os.close(fd)
+        if not pages:
+            raise DecodeError(item.path, "corrupt", "page 0 yielded no image")
+    except DecodeError as e:
+        return FileOutcome(item.path, size, mtime, reason=e.reason, detail=e.detail), []
+    except MemoryError as e:
+        return FileOutcome(item.path, size, mtime, reason="out_of_memory", detail=str(e)), []
+    except Exception as e:  # a decoder bug costs one file, never the task
+        detail = f"{type(e).__name__}: {e}"
+        return FileOutcome(item.path, size, mtime, reason="decoder_error", detail=detail), []
+    out = FileOutcome(item.path, size, mtime, digest, [info for info, _ in pages])
+    return out, [arr for _, arr in pages]
+
+
+def decode_group(items: list[FileItem], spec: ImageSpec, storage: Storage) -> GroupResult:
+    """Decode and encode every page of `items`; failures are outcomes, never raised."""
+    dec = Decoder(spec)
+    comp = codec.compressor(storage)
+    result = GroupResult([], [])
+    for item in items:
+        outcome, arrays = _decode_file(dec, item, spec)
+        result.outcomes.append(outcome)
+        result.chunks += [codec.encode(a, comp) for a in arrays]
+    return result
+
+
+def outcomes_of(result: GroupResult) -> list[FileOutcome]:
+    """The small part of a group's result, for the client (chunks stay on the workers)."""
+    return result.outcomes
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """Where shard `index` goes, and which committed chunks of it to keep."""
+
+    array: str  # images.zarr/0
+    tmp: str  # the dataset's tmp/
+    index: int
+    rows_per_shard: int
+    ndim: int
+    keep: int  # chunks already committed at the start of this shard (the old tail)
+
+
+def write_shard(plan: ShardPlan, parts: list[tuple[GroupResult, int, int]]) -> int:
+    """Write shard `plan.index` whole: its kept chunks, then parts' chunks[start:stop].
+
+    Returns how many chunks it holds. Atomic (tmp, fsync, rename, fsync the folders), so
+    running it twice, or after a crash, is harmless."""
+    path = Path(plan.array).joinpath("c", str(plan.index), *["0"] * (plan.ndim - 1))
+    chunks: list[shard.Buffer] = []
+    if plan.keep:
+        old = shard.parse(path.read_bytes(), plan.rows_per_shard)
+        chunks += [c for c in old[: plan.keep] if c is not None]
+        if len(chunks) != plan.keep:
+            raise RuntimeError(f"{path}: holds fewer than its {plan.keep} committed rows")
+    for result, start, stop in parts:
+        chunks += result.chunks[start:stop]
+    made = []
+    d = path.parent
+    while not d.is_dir():
+        made.append(d)
+        d = d.parent
+    for m in reversed(made):
+        m.mkdir(exist_ok=True)
+    write_atomic(Path(plan.tmp), path, shard.build_parts(chunks, plan.rows_per_shard))
+    for folder in {path.parent, *(m.parent for m in made)}:
+        fsync_dir(folder)
+    return len(chunks)
