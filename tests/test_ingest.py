@@ -51,7 +51,9 @@ def check_rows(dataset: Path, spec: ImageSpec) -> dict[str, list[int]]:
         for row in range(len(ds)):
             rec = ds.record(row)
             ref = {info.page: arr for info, arr in decode_file(rec.source, spec)}
-            np.testing.assert_array_equal(ds.images[row], ref[rec.page], err_msg=rec.source)
+            np.testing.assert_array_equal(
+                ds.rows(row, row + 1)[0], ref[rec.page], err_msg=rec.source
+            )
             out.setdefault(rec.source, []).append(rec.page)
     return out
 

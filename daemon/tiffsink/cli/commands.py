@@ -62,7 +62,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     logs.setup(cfg.log, sys.stderr)
-    summary = ingest(cfg, [Path(s) for s in args.sources], progress=None)
+    sources = [Path(s) for s in args.sources]
+    scheduler = cfg.cluster.scheduler if args.scheduler is None else args.scheduler
+    if scheduler:
+        from ..cluster.ingest import cluster_ingest
+
+        summary = cluster_ingest(cfg, sources, scheduler, progress=None)
+    else:
+        summary = ingest(cfg, sources, progress=None)
     print("\n".join(summary.lines()))
     if summary.interrupted:
         return 130

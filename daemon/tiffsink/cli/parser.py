@@ -36,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("sources", nargs="+", metavar="SRC")
     i.add_argument("--dataset", help="dataset folder (default: [dataset] directory)")
     i.add_argument("--workers", type=int, help="worker processes (default: [workers] count)")
+    i.add_argument(
+        "--scheduler",
+        help='run on Dask: "local" (a LocalCluster) or "tcp://HOST:PORT" '
+        "(default: [cluster] scheduler; empty = this machine's pool)",
+    )
     with_config(i)
     i.set_defaults(func=commands.cmd_ingest)
 

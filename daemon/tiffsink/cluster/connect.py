@@ -56,9 +56,11 @@ def check_workers(client: Any, dataset_tmp: Path) -> int:
     found: dict[str, dict[str, str]] = client.run(probe, str(dataset_tmp))
     if not found:
         raise ClusterError(None, "the scheduler has no workers")
+    info = client.scheduler_info().get("workers", {})
+    label = {w: f"worker {info.get(w, {}).get('name', '?')} ({w})" for w in found}
     wrong = {w: r["version"] for w, r in found.items() if r["version"] != __version__}
     if wrong:
-        names = ", ".join(f"{w} has {v}" for w, v in sorted(wrong.items()))
+        names = ", ".join(f"{label[w]} has {v}" for w, v in sorted(wrong.items()))
         raise ClusterError(
             None,
             f"every worker needs tiffsink {__version__}, as the client: {names}; install "
@@ -67,7 +69,7 @@ def check_workers(client: Any, dataset_tmp: Path) -> int:
     unwritable = {w: r for w, r in found.items() if r["write_error"]}
     if unwritable:
         names = ", ".join(
-            f"{w} on {r['host']}: {r['write_error']}" for w, r in sorted(unwritable.items())
+            f"{label[w]} on {r['host']}: {r['write_error']}" for w, r in sorted(unwritable.items())
         )
         raise ClusterError(
             dataset_tmp.parent,

@@ -164,11 +164,23 @@ def _parse_section(p: _Parser, cls: type) -> Any:
             "level": lambda: p.choice("level", LOG_LEVELS),
         },
         "metrics": {"listen": lambda: _listen(p)},
+        "cluster": {"scheduler": lambda: _scheduler(p)},
     }
     getters = table[s]
     for key in p.raw:
         vals[key] = getters[key]()
     return cls(**vals)
+
+
+def _scheduler(p: _Parser) -> str:
+    v = p.string("scheduler")
+    if v not in ("", "local") and "://" not in v:
+        raise p.err(
+            "scheduler",
+            f'must be "" (this machine\'s pipeline), "local" (a Dask LocalCluster) or a '
+            f'scheduler address such as "tcp://10.0.0.5:8786", got {v!r}',
+        )
+    return v
 
 
 def _listen(p: _Parser) -> str:

@@ -149,6 +149,14 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """[cluster]: where `tiffsink ingest` runs: "" here, "local" (a LocalCluster), or the
+    address of a Dask scheduler ("tcp://HOST:PORT")."""
+
+    scheduler: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole config, one frozen object handed to every stage."""
 
@@ -160,6 +168,7 @@ class Config:
     sources: SourcesConfig = field(default_factory=SourcesConfig)
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     source_file: Path | None = None
 
     def excluded_folders(self) -> list[Path]:
@@ -181,4 +190,5 @@ SECTIONS: dict[str, type] = {
     "sources": SourcesConfig,
     "log": LogConfig,
     "metrics": MetricsConfig,
+    "cluster": ClusterConfig,
 }

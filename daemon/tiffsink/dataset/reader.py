@@ -31,10 +31,12 @@ class Dataset:
     connection and a memmap that `refresh` replaces when rows were committed since.
     """
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], snapshot: bool = False) -> None:
         self.layout = Layout.of(directory).require()
         self.directory = self.layout.directory
-        self.conn = index.connect(self.layout.index, readonly=True)
+        self.snapshot = snapshot
+        self._n = 0
+        self.conn = self._connect()
         try:
             self.meta: dict[str, Any] = index.read_meta(self.conn)
         except sqlite3.DatabaseError:
@@ -54,11 +56,24 @@ class Dataset:
         self.images: Any = np.empty((0, *self.row_shape), self.dtype)
         self.refresh()
 
+    def _connect(self) -> sqlite3.Connection:
+        """The live index (same host as the writer: WAL), or its published snapshot, read
+        as an immutable file (any host, e.g. over NFS; it lags, never leads)."""
+        if not self.snapshot:
+            return index.connect(self.layout.index, readonly=True)
+        if not self.layout.snapshot.is_file():
+            raise DatasetError(self.layout.snapshot, "no index snapshot published (yet)")
+        return sqlite3.connect(f"file:{self.layout.snapshot}?immutable=1", uri=True)
+
     def refresh(self) -> int:
         """Map every row committed by now; returns the new row count."""
+        if self.snapshot:  # a newer snapshot is a new file
+            self.conn.close()
+            self.conn = self._connect()
         if self.format == "zarr":
             return self._refresh_zarr()
         n = index.committed_rows(self.conn)
+        self._n = n
         if n == 0:
             self.images = np.empty((0, *self.row_shape), self.dtype)
             return 0
@@ -85,12 +100,13 @@ class Dataset:
         except (OSError, ValueError) as e:
             raise DatasetError(where, f"cannot open the zarr array: {e}") from e
         n = index.committed_rows(self.conn)
-        if self.images.shape[0] > n:
+        if self.images.shape[0] > n and not self.snapshot:
             raise DatasetError(where, f"shape says {self.images.shape[0]} rows, index {n}")
-        return len(self)
+        self._n = min(n, int(self.images.shape[0]))  # a snapshot may lag the shape
+        return self._n
 
     def __len__(self) -> int:
-        return int(self.images.shape[0])
+        return self._n
 
     def take(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
         """The given rows, in the given order, as (k, H, W[, C]): a training batch. On zarr
@@ -106,7 +122,7 @@ class Dataset:
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         """Rows start..stop-1 as a numpy array (N, H, W[, C]), whatever the format."""
-        data = np.asarray(self.images[start:stop])
+        data = np.asarray(self.images[start : min(stop, len(self))])
         if self.format == "zarr" and data.ndim == 4:
             data = data.transpose(0, 2, 3, 1)
         return data
@@ -134,6 +150,9 @@ class Dataset:
         self.close()
 
 
-def open_dataset(path: str | os.PathLike[str]) -> Dataset:
-    """Open a dataset for reading; safe while a writer appends (call .refresh() to grow)."""
-    return Dataset(path)
+def open_dataset(path: str | os.PathLike[str], snapshot: bool = False) -> Dataset:
+    """Open a dataset for reading; safe while a writer appends (call .refresh() to grow).
+
+    snapshot=True reads `index.snapshot.sqlite`, which a cluster backfill publishes for
+    readers on other hosts (SQLite's WAL needs all processes on one host)."""
+    return Dataset(path, snapshot)
