@@ -21,6 +21,7 @@ import tifffile
 
 from tiffsink import open_dataset
 from tiffsink.dataset.verify import verify
+from tiffsink.testing import faults
 
 from conftest import run_cli, small_sections, tiffsink_cmd, wait_for, write_config
 
@@ -96,6 +97,17 @@ def test_local_cluster_ingest_equals_a_local_ingest(tmp_path: Path) -> None:
         "ingest", str(src), "--config", str(cfg(tmp_path, "dz")), "--scheduler", "local"
     )
     assert "skipped:      33" in again.stdout, again.stdout
+
+
+def test_tasks_slower_than_the_clients_wait_are_waited_for(tmp_path: Path) -> None:
+    """A decode task that takes longer than the client's polling wait still lands."""
+    src = tmp_path / "src"
+    corpus(src, 4)
+    slow = faults.spec(slow="img_0001")  # a second longer: the only task in flight
+    conf = str(cfg(tmp_path, "dw", shard_rows=64))
+    r = run_cli("ingest", str(src), "--config", conf, "--scheduler", "local", env=slow)
+    assert r.returncode == 0, r.stderr
+    assert "rows added:   6 (from 4 files)" in r.stdout, r.stdout
 
 
 def test_an_npy_dataset_is_refused_before_any_work(tmp_path: Path) -> None:

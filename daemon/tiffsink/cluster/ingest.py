@@ -38,6 +38,7 @@ from .snapshot import SNAPSHOT_EVERY_S, publish_snapshot
 log = structlog.get_logger("tiffsink")
 
 EX_INTERRUPTED = 130
+WAIT_S = 0.5  # how long to wait for a task before looking at Ctrl-C again
 GROUPS_PER_WORKER = 2  # decode tasks in flight per worker: one running, one queued
 
 
@@ -122,7 +123,10 @@ class _Run:
             if not self.decoding and not self.writing:
                 return
             pending = [*self.decoding, *(j.future for j in self.writing if j.future)]
-            done = wait(pending, timeout=0.5, return_when="FIRST_COMPLETED").done
+            try:
+                done = wait(pending, timeout=WAIT_S, return_when="FIRST_COMPLETED").done
+            except TimeoutError:  # nothing finished yet: look at the stop flag again
+                continue
             for fut in [f for f in self.decoding if f in done]:
                 self._decoded(fut)
             self._commit_done()

@@ -21,6 +21,7 @@ from ..dataset.rows import fsync_dir
 from ..decode import Decoder, PageInfo
 from ..decode.safeopen import open_source
 from ..errors import DecodeError
+from ..testing import faults
 
 PAGES_PER_CALL = 8
 
@@ -63,6 +64,7 @@ def _decode_file(
         fd, st = open_source(item.path, item.root)
         try:
             size, mtime = st.st_size, st.st_mtime_ns
+            faults.before_decode(item.path)
             pages: list[tuple[PageInfo, np.ndarray]] = []
             digest = ""
             while True:

@@ -5,6 +5,7 @@
                    (one of CRASH_POINTS), as a power cut or kill -9 would;
   segv=NAME        a worker segfaults on a file whose name contains NAME;
   hang=NAME        a worker hangs for good on such a file;
+  slow=NAME        a worker takes a second longer over such a file;
   oom=NAME         a worker raises MemoryError on such a file;
   torn_write=NAME  a worker writes part of such a file's first row, then SIGKILLs itself;
   worker_start=exit  every worker exits with code 3 before it is ready (a broken install).
@@ -26,7 +27,7 @@ CRASH_POINTS = (
     "after_header_rewrite",
     "after_source_action",
 )
-KINDS = ("crash_at", "segv", "hang", "oom", "torn_write", "worker_start")
+KINDS = ("crash_at", "segv", "hang", "slow", "oom", "torn_write", "worker_start")
 ENV = "TIFFSINK_FAULTS"
 
 
@@ -69,6 +70,8 @@ def before_decode(path: str) -> None:
     if (m := _ARMED.get("hang")) and m in name:
         while True:
             time.sleep(3600)
+    if (m := _ARMED.get("slow")) and m in name:
+        time.sleep(1.0)
     if (m := _ARMED.get("oom")) and m in name:
         raise MemoryError(f"injected out-of-memory on {name}")
 
