@@ -44,6 +44,27 @@ def run(corpus: Path, work: Path, name: str, workers: int, scheduler: str | None
     return time.perf_counter() - t0
 
 
+STARTUP = """
+import time
+t = time.perf_counter()
+from distributed import Client, LocalCluster
+if __name__ == "__main__":
+    c = LocalCluster(n_workers=%d, threads_per_worker=1, processes=True, dashboard_address=None)
+    with Client(c) as cl:
+        cl.run(lambda: __import__("tiffsink.cluster.tasks"))
+    c.close()
+    print(time.perf_counter() - t)
+"""
+
+
+def startup(workers: int) -> float:
+    """What a user's run pays before the first task: import, start and stop the cluster."""
+    out = subprocess.run(
+        [sys.executable, "-c", STARTUP % workers], check=True, capture_output=True, text=True
+    )
+    return float(out.stdout.split()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--files", type=int, default=600)
@@ -55,10 +76,11 @@ def main() -> None:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     corpus = make_corpus(work, args.kind, args.files, (2048, 2048))[0].parent
-    times: dict[str, list[float]] = {"local": [], "dask": []}
+    times: dict[str, list[float]] = {"local": [], "dask": [], "startup": []}
     for _ in range(args.rounds):
         times["local"].append(run(corpus, work, "local", args.workers, None))
         times["dask"].append(run(corpus, work, "dask", args.workers, "local"))
+        times["startup"].append(startup(args.workers))
     med = {k: statistics.median(v) for k, v in times.items()}
     print(
         json.dumps(
@@ -70,6 +92,8 @@ def main() -> None:
                 "local_files_per_s": round(args.files / med["local"], 1),
                 "dask_files_per_s": round(args.files / med["dask"], 1),
                 "overhead_dask_over_local": round(med["dask"] / med["local"], 2),
+                "cluster_startup_s": round(med["startup"], 2),
+                "overhead_without_startup": round((med["dask"] - med["startup"]) / med["local"], 2),
                 "seconds": {k: [round(x, 2) for x in v] for k, v in times.items()},
             },
             indent=2,

@@ -40,6 +40,9 @@ log = structlog.get_logger("tiffsink")
 EX_INTERRUPTED = 130
 WAIT_S = 0.5  # how long to wait for a task before looking at Ctrl-C again
 GROUPS_PER_WORKER = 2  # decode tasks in flight per worker: one running, one queued
+# A decode task covers a quarter shard of files: big enough that scheduling costs
+# nothing, small enough that the last tasks of a run spread over the workers.
+GROUPS_PER_SHARD = 4
 
 
 def cluster_ingest(
@@ -90,7 +93,7 @@ class _Run:
         self.client, self.config, self.writer = client, config, writer
         self.summary, self.bar, self.stop = summary, bar, stop
         self.storage = config.dataset.storage
-        self.group_files = self.storage.shard_rows
+        self.group_files = max(1, self.storage.shard_rows // GROUPS_PER_SHARD)
         self.max_groups = GROUPS_PER_WORKER * workers
         self.planner = ShardPlanner(writer.committed, self.storage.shard_rows)
         self.decoding: dict[Any, dict[str, Candidate]] = {}  # group future -> its files

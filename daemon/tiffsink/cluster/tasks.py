@@ -16,7 +16,7 @@ import numpy as np
 
 from ..config import ImageSpec, Storage
 from ..dataset.formats import codec, shard
-from ..dataset.formats.zarrv3 import write_atomic
+from ..dataset.formats.atomic import make_dirs, write_atomic
 from ..dataset.rows import fsync_dir
 from ..decode import Decoder, PageInfo
 from ..decode.safeopen import open_source
@@ -55,53 +55,62 @@ class GroupResult:
     chunks: list[bytes]
 
 
-def _decode_file(
-    dec: Decoder, item: FileItem, spec: ImageSpec
-) -> tuple[FileOutcome, list[np.ndarray]]:
-    """All pages the spec selects, exactly as a local worker decodes them."""
-    size = mtime = -1
-    try:
-        fd, st = open_source(item.path, item.root)
+class _GroupDecoder:
+    """Decodes files page by page into reused outputs and encodes each page at once, as
+    a local worker decodes into its slots and writes each page into its pending slot."""
+
+    def __init__(self, spec: ImageSpec, storage: Storage) -> None:
+        self.spec, self.dec = spec, Decoder(spec)
+        self.comp = codec.compressor(storage)
+        per_call = 1 if spec.pages == "first" else PAGES_PER_CALL
+        self.outs = [np.empty(spec.row_shape, spec.dtype) for _ in range(per_call)]
+
+    def file(self, item: FileItem) -> tuple[FileOutcome, list[bytes]]:
+        """All pages the spec selects; every expected problem is a failed outcome."""
+        size = mtime = -1
         try:
-            size, mtime = st.st_size, st.st_mtime_ns
-            faults.before_decode(item.path)
-            pages: list[tuple[PageInfo, np.ndarray]] = []
-            digest = ""
-            while True:
-                outs = [np.empty(spec.row_shape, spec.dtype) for _ in range(PAGES_PER_CALL)]
-                res = dec.decode(fd, item.path, size, len(pages), outs)
-                if res.content_hash:
-                    digest = res.content_hash
-                pages += zip(res.pages, outs, strict=False)
-                if not res.pages or len(pages) >= res.pages_total:
-                    break
-            st2 = os.fstat(fd)
-            if (st2.st_size, st2.st_mtime_ns) != (size, mtime):
-                raise DecodeError(item.path, "changed_during_read", "size/mtime changed")
-        finally:
-            os.close(fd)
-        if not pages:
-            raise DecodeError(item.path, "corrupt", "page 0 yielded no image")
-    except DecodeError as e:
-        return FileOutcome(item.path, size, mtime, reason=e.reason, detail=e.detail), []
-    except MemoryError as e:
-        return FileOutcome(item.path, size, mtime, reason="out_of_memory", detail=str(e)), []
-    except Exception as e:  # a decoder bug costs one file, never the task
-        detail = f"{type(e).__name__}: {e}"
-        return FileOutcome(item.path, size, mtime, reason="decoder_error", detail=detail), []
-    out = FileOutcome(item.path, size, mtime, digest, [info for info, _ in pages])
-    return out, [arr for _, arr in pages]
+            fd, st = open_source(item.path, item.root)
+            try:
+                size, mtime = st.st_size, st.st_mtime_ns
+                faults.before_decode(item.path)
+                pages, chunks, digest = self._pages(fd, item.path, size)
+                st2 = os.fstat(fd)
+                if (st2.st_size, st2.st_mtime_ns) != (size, mtime):
+                    raise DecodeError(item.path, "changed_during_read", "size/mtime changed")
+            finally:
+                os.close(fd)
+            if not pages:
+                raise DecodeError(item.path, "corrupt", "page 0 yielded no image")
+        except DecodeError as e:
+            return FileOutcome(item.path, size, mtime, reason=e.reason, detail=e.detail), []
+        except MemoryError as e:
+            return FileOutcome(item.path, size, mtime, reason="out_of_memory", detail=str(e)), []
+        except Exception as e:  # a decoder bug costs one file, never the task
+            detail = f"{type(e).__name__}: {e}"
+            return FileOutcome(item.path, size, mtime, reason="decoder_error", detail=detail), []
+        return FileOutcome(item.path, size, mtime, digest, pages), chunks
+
+    def _pages(self, fd: int, path: str, size: int) -> tuple[list[PageInfo], list[bytes], str]:
+        pages: list[PageInfo] = []
+        chunks: list[bytes] = []
+        digest = ""
+        while True:
+            res = self.dec.decode(fd, path, size, len(pages), self.outs)
+            digest = res.content_hash or digest
+            pages += res.pages
+            chunks += [codec.encode(self.outs[i], self.comp) for i in range(len(res.pages))]
+            if not res.pages or len(pages) >= res.pages_total:
+                return pages, chunks, digest
 
 
 def decode_group(items: list[FileItem], spec: ImageSpec, storage: Storage) -> GroupResult:
     """Decode and encode every page of `items`; failures are outcomes, never raised."""
-    dec = Decoder(spec)
-    comp = codec.compressor(storage)
+    dec = _GroupDecoder(spec, storage)
     result = GroupResult([], [])
     for item in items:
-        outcome, arrays = _decode_file(dec, item, spec)
+        outcome, chunks = dec.file(item)
         result.outcomes.append(outcome)
-        result.chunks += [codec.encode(a, comp) for a in arrays]
+        result.chunks += chunks
     return result
 
 
@@ -136,14 +145,8 @@ def write_shard(plan: ShardPlan, parts: list[tuple[GroupResult, int, int]]) -> i
             raise RuntimeError(f"{path}: holds fewer than its {plan.keep} committed rows")
     for result, start, stop in parts:
         chunks += result.chunks[start:stop]
-    made = []
-    d = path.parent
-    while not d.is_dir():
-        made.append(d)
-        d = d.parent
-    for m in reversed(made):
-        m.mkdir(exist_ok=True)
+    changed = make_dirs(path.parent)
     write_atomic(Path(plan.tmp), path, shard.build_parts(chunks, plan.rows_per_shard))
-    for folder in {path.parent, *(m.parent for m in made)}:
+    for folder in {path.parent, *changed}:
         fsync_dir(folder)
     return len(chunks)

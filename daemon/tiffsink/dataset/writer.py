@@ -18,7 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NoReturn
 
 import numpy as np
@@ -28,14 +28,12 @@ from ..config import ImageSpec, Storage
 from ..errors import DatasetError, DatasetFullError, DatasetIOError
 from ..testing import faults
 from . import index, lock
-from .formats.base import RowStore
-from .formats.npy import NpyStore
-from .formats.sink import RowSink
-from .formats.zarrv3 import ZarrStore
+from .closers import Closers
+from .formats.sink import RowSink, as_page
 from .index import FailureRecord, RowRecord
 from .layout import Layout
 from .lookup import Lookup
-from .meta import check_spec, new_meta
+from .opening import open_store
 from .rows import os_error_name
 
 log = structlog.get_logger("tiffsink")
@@ -64,51 +62,22 @@ class DatasetWriter:
         except OSError as e:
             raise DatasetError(self.directory, f"cannot create dataset folder: {e}") from e
         self._lock_fd = lock.acquire(self.layout)
-        self._opened: list[Callable[[], None]] = [
-            self.lookup.close,
-            lambda: os.close(self._lock_fd),
-        ]
+        self._closers = Closers(self.directory)
+        self._closers.push(lambda: os.close(self._lock_fd))
+        self._closers.push(self.lookup.close)
         try:
             self._open()
         except BaseException:
-            self._close_all()
+            self._closers.close_all()
             raise
 
     # -- opening and recovery -------------------------------------------------------
     def _open(self) -> None:
         self.conn = index.connect(self.layout.index)
-        self._opened.insert(0, self.conn.close)
-        # No meta yet means creation never committed (a crash right after connect made
-        # the file): the index is as good as absent.
-        index.ensure_schema(self.conn)
-        stored = index.read_meta(self.conn)
-        if stored:
-            check_spec(self.directory, stored, self.spec, self.storage)
-        else:
-            found = self.layout.format()
-            if found not in (None, self.storage.format):
-                raise DatasetError(
-                    self.directory,
-                    f"holds a {found} dataset without an index, but [dataset] format is "
-                    f"{self.storage.format!r}; refusing to guess",
-                )
-        self.store: RowStore = self._open_store()
-        self._opened.insert(0, self.store.close)
-        if not stored:
-            n_claimed = self.store.claimed_rows()
-            if n_claimed:
-                raise DatasetError(
-                    self.layout.index,
-                    f"index is missing but {self.store.path.name} holds {n_claimed} rows; "
-                    "refusing to guess",
-                )
-            index.create(self.conn, new_meta(self.spec, self.storage))
+        self._closers.push(self.conn.close)
+        self.store = open_store(self.layout, self.conn, self.spec, self.storage)
+        self._closers.push(self.store.close)
         self.recover()
-
-    def _open_store(self) -> RowStore:
-        if self.storage.format == "zarr":
-            return ZarrStore(self.layout, self.spec, self.storage)
-        return NpyStore(self.layout, self.spec, self.storage)
 
     def recover(self) -> None:
         """Make the store agree with the index: cut what is uncommitted, fix the count."""
@@ -133,13 +102,10 @@ class DatasetWriter:
         The workers write their rows themselves (`RowSink`); this is for tools and tests.
         """
         self._check()
-        page = np.asarray(data) if isinstance(data, np.ndarray) else np.frombuffer(data, "u1")
-        if page.nbytes != self.row_bytes:
-            raise ValueError(f"row is {page.nbytes} bytes, expected {self.row_bytes}")
-        page = page.view(self.spec.dtype).reshape(self.spec.row_shape)
+        page = as_page(data, self.spec)
         if self._sink is None:
             self._sink = RowSink(self.store.sink())
-            self._opened.insert(0, self._sink.close)
+            self._closers.push(self._sink.close)
         row = self.cursor
         try:
             self._sink.write(self.store.offset(row), self._sink.payload(page))
@@ -264,21 +230,7 @@ class DatasetWriter:
                     step="cut pending rows",
                     detail=os_error_name(e),
                 )
-        self._close_all()
-
-    def _close_all(self) -> None:
-        """Close every handle opened so far, newest first; failures are logged, not raised."""
-        while self._opened:
-            closer = self._opened.pop(0)
-            try:
-                closer()
-            except Exception as e:
-                log.warning(
-                    "dataset.close_failed",
-                    path=str(self.directory),
-                    step="close handle",
-                    detail=os_error_name(e),
-                )
+        self._closers.close_all()
 
     def __enter__(self) -> DatasetWriter:
         return self

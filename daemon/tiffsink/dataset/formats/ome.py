@@ -10,12 +10,16 @@ array's shape.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from ...config import ImageSpec, Storage
-from ..layout import ARRAY
+from ...errors import DatasetError
+from ..layout import ARRAY, Layout
+from ..rows import fsync_dir
 from .codec import chunk_shape, zarr_compressors
 
 
@@ -86,3 +90,35 @@ def same_layout(doc: dict[str, Any], template: dict[str, Any]) -> list[str]:
     if list(doc.get("shape", []))[1:] != list(template["shape"])[1:]:
         diffs.append("shape")
     return diffs
+
+
+def create_in_place(layout: Layout, spec: ImageSpec, storage: Storage) -> None:
+    """Build the empty image group in tmp/, fsync it, and rename it into place."""
+    if layout.zarr.exists():
+        raise DatasetError(layout.zarr / ARRAY / "zarr.json", "missing: not a tiffsink image")
+    staging = layout.tmp / layout.zarr.name
+    shutil.rmtree(staging, ignore_errors=True)
+    create(staging, spec, storage)
+    for d, _, files in os.walk(staging):
+        for f in files:
+            fd = os.open(Path(d) / f, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(d))
+    os.replace(staging, layout.zarr)
+    fsync_dir(layout.directory)
+
+
+def load_array_meta(array: Path, spec: ImageSpec, storage: Storage) -> dict[str, Any]:
+    """The array's zarr.json, refused (naming the keys) unless it is the one we would make."""
+    where = array / "zarr.json"
+    try:
+        doc: dict[str, Any] = json.loads(where.read_bytes())
+    except (OSError, ValueError) as e:
+        raise DatasetError(where, f"unreadable: {e}") from e
+    diffs = same_layout(doc, array_template(spec, storage))
+    if diffs:
+        raise DatasetError(where, f"differs from the dataset's spec in {', '.join(diffs)}")
+    return doc

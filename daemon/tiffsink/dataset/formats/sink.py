@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ...config import Storage
+from ...config import ImageSpec, Storage
 from . import codec
 
 
@@ -26,6 +26,14 @@ class SinkSpec:
     path: str
     storage: Storage
     row_bytes: int
+
+
+def as_page(data: np.ndarray | bytes, spec: ImageSpec) -> np.ndarray:
+    """A row given as an array or raw bytes, as a page of the spec's shape and dtype."""
+    page = np.asarray(data) if isinstance(data, np.ndarray) else np.frombuffer(data, "u1")
+    if page.nbytes != spec.row_bytes:
+        raise ValueError(f"row is {page.nbytes} bytes, expected {spec.row_bytes}")
+    return page.view(spec.dtype).reshape(spec.row_shape)
 
 
 class RowSink:

@@ -18,60 +18,18 @@ import errno
 import json
 import os
 import shutil
-import uuid
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ...config import ImageSpec, Storage
 from ...errors import DatasetError, DatasetFullError
 from ..layout import ARRAY, Layout
-from ..rows import fsync_dir, os_error_name
+from ..rows import fsync_dir
 from . import codec, ome, shard
+from .atomic import make_dirs, write_atomic
 from .base import RowStore
 from .holes import punch_hole
 from .shard import Buffer
-
-_IOV_MAX = 1024  # buffers per writev (Linux's UIO_MAXIOV)
-
-
-def write_atomic(tmp_dir: Path, dest: Path, data: Buffer | Sequence[Buffer]) -> None:
-    """Replace `dest` with `data` (one buffer, or several written in order, uncopied):
-    write a temporary file, fsync it, rename it over."""
-    if isinstance(data, bytes | bytearray | memoryview):
-        parts = [memoryview(data)]
-    else:
-        parts = [memoryview(b) for b in data]
-    tmp = tmp_dir / f"{dest.name}.{uuid.uuid4().hex}.tmp"  # unique: writers may run at once
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            _write_all(fd, parts)
-            os.fsync(fd)  # a failed fsync is never retried: the next attempt is a new file
-        finally:
-            os.close(fd)
-        os.replace(tmp, dest)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            # Nothing of this commit is visible yet: the caller may retry it later.
-            raise DatasetFullError(dest, f"{os_error_name(e)} writing a shard") from e
-        raise
-
-
-def _write_all(fd: int, parts: list[memoryview]) -> None:
-    """writev in groups the kernel accepts, resuming after short writes."""
-    parts = [p.cast("B") for p in parts if p.nbytes]
-    while parts:
-        n = os.writev(fd, parts[:_IOV_MAX])
-        while n and parts:
-            if n >= parts[0].nbytes:
-                n -= parts[0].nbytes
-                parts.pop(0)
-            else:
-                parts[0] = parts[0][n:]
-                n = 0
 
 
 class ZarrStore(RowStore):
@@ -92,41 +50,9 @@ class ZarrStore(RowStore):
         self._buf = bytearray()  # slots read back at commit, reused
         layout.tmp.mkdir(exist_ok=True)
         if not (self.array / "zarr.json").is_file():
-            self._create()
-        self.meta: dict[str, Any] = self._load_meta()
+            ome.create_in_place(layout, spec, storage)
+        self.meta: dict[str, Any] = ome.load_array_meta(self.array, spec, storage)
         self.pending_fd = os.open(self.pending_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-
-    # -- creation and metadata ------------------------------------------------------
-    def _create(self) -> None:
-        """Build the empty image group in tmp/ and rename it into place."""
-        if self.path.exists():
-            raise DatasetError(self.array / "zarr.json", "missing: not a tiffsink zarr image")
-        staging = self.layout.tmp / self.path.name
-        shutil.rmtree(staging, ignore_errors=True)
-        ome.create(staging, self.spec, self.storage)
-        for d, _, files in os.walk(staging):
-            for f in files:
-                fd = os.open(Path(d) / f, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            fsync_dir(Path(d))
-        os.replace(staging, self.path)
-        fsync_dir(self.path.parent)
-
-    def _load_meta(self) -> dict[str, Any]:
-        where = self.array / "zarr.json"
-        try:
-            doc: dict[str, Any] = json.loads(where.read_bytes())
-        except (OSError, ValueError) as e:
-            raise DatasetError(where, f"unreadable: {e}") from e
-        diffs = ome.same_layout(doc, ome.array_template(self.spec, self.storage))
-        if diffs:
-            raise DatasetError(
-                where, f"differs from the dataset's spec in {', '.join(diffs)}; not ours?"
-            )
-        return doc
 
     def claimed_rows(self) -> int:
         return int(self.meta["shape"][0])
@@ -245,7 +171,7 @@ class ZarrStore(RowStore):
             chunks: list[Buffer] = [*tail, *self._chunks(row, take)]
             dest = self.shard_path(s)
             if not dest.parent.is_dir():
-                dirs.update(self._make_dirs(dest.parent))
+                dirs.update(make_dirs(dest.parent))
             write_atomic(self.layout.tmp, dest, shard.build_parts(chunks, self.S))
             dirs.add(dest.parent)
             row += take
@@ -254,18 +180,6 @@ class ZarrStore(RowStore):
         for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
             fsync_dir(d)
         self._staged = (end, tail)
-
-    def _make_dirs(self, d: Path) -> list[Path]:
-        """Create a shard's folders; returns the folders whose entries changed."""
-        changed = []
-        missing = []
-        while not d.is_dir():
-            missing.append(d)
-            d = d.parent
-        for m in reversed(missing):
-            m.mkdir()
-            changed.append(m.parent)
-        return changed
 
     def publish(self, n: int) -> None:
         """Raise zarr.json's shape to `n` rows (atomically); free the committed slots."""
