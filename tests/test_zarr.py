@@ -28,7 +28,8 @@ from test_durability import Arrivals, check_dataset, no_leftovers
 
 SPEC = ImageSpec(height=3, width=4, dtype="uint16")
 RGB = ImageSpec(height=3, width=4, channels=3, dtype="uint8")
-ZARR = Storage("zarr", shard_rows=4, compression="blosc-lz4")
+ZC = "blosc-lz4"
+ZARR = Storage("zarr", shard_rows=4, compression=ZC)
 
 
 def filled(spec: ImageSpec, n: int) -> list[np.ndarray]:
@@ -249,8 +250,10 @@ def test_export_refuses_to_resume_into_a_copy_of_another_dataset(tmp_path: Path)
         from tiffsink.dataset.index import RowRecord
 
         w.commit([RowRecord(0, "/other.tif", 0, 1, 1, "x", 3, 4, "u2", 1, 1.0)], [])
-    r = run_cli(
-        "export", str(tmp_path / "a"), str(tmp_path / "b"), "--format", "zarr", "--shard-rows", "4"
-    )
-    assert r.returncode != 0
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    r = run_cli("export", a, b, "--format", "zarr", "--shard-rows", "4", "--compression", "zstd")
+    assert r.returncode == 2
+    assert "dataset.compression: dataset has 'blosc-lz4'" in r.stderr  # not a copy target
+    r = run_cli("export", a, b, "--format", "zarr", "--shard-rows", "4", "--compression", ZC)
+    assert r.returncode == 2
     assert "row 0 is /other.tif" in r.stderr
