@@ -73,6 +73,7 @@ def small_sections(tmp: Path, **over: dict[str, Any]) -> dict[str, dict[str, Any
         "dataset": {"directory": str(tmp / "dataset")},
         "workers": {"count": 2, "timeout_s": 20.0},
         "log": {"format": "json", "level": "info"},
+        "metrics": {"listen": ""},  # many test daemons at once: none takes the default port
     }
     for sec, kv in over.items():
         s.setdefault(sec, {}).update(kv)

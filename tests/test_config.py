@@ -39,7 +39,7 @@ def test_defaults_load_without_a_file(tmp_path: Path, monkeypatch: pytest.Monkey
     assert cfg.batch.max_files == 64
     assert cfg.sources.after_ingest == "keep"
     assert cfg.sources.done_directory is None
-    assert cfg.metrics.listen == ""
+    assert cfg.metrics.listen == "127.0.0.1:9464"  # the dashboard, on this machine only
 
 
 def test_shipped_config_equals_the_defaults_except_paths() -> None:

@@ -1,8 +1,8 @@
 """`tiffsink preview`: a contact sheet of the latest rows, labelled with their sources.
 
 For a person to see at a glance that frames arrive, look like the instrument's images
-and are not black, clipped or scrambled. Each tile is contrast-stretched on its own
-(1st..99th percentile) because a 12-bit camera in a uint16 row looks black otherwise.
+and are not black, clipped or scrambled. Each tile is windowed to 8 bits on its own
+(`dataset.display`, the rule the dashboard uses too).
 """
 
 from __future__ import annotations
@@ -14,20 +14,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..dataset.display import to_u8
 from ..dataset.reader import open_dataset
 from ..errors import DatasetError
 
 TILE = 256
 LABEL_H = 18
-
-
-def _to_u8(img: np.ndarray) -> np.ndarray:
-    f = img.astype(np.float32)
-    lo, hi = np.percentile(f, (1, 99))
-    if hi <= lo:
-        hi = lo + 1
-    out: np.ndarray = np.clip((f - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
-    return out
 
 
 def contact_sheet(dataset: Path, last: int, out: Path) -> Path:
@@ -40,7 +32,7 @@ def contact_sheet(dataset: Path, last: int, out: Path) -> Path:
         grid_rows = math.ceil(len(rows) / cols)
         sheet = np.zeros((grid_rows * (TILE + LABEL_H), cols * TILE, 3), np.uint8)
         for k, r in enumerate(rows):
-            img = _to_u8(ds.rows(r, r + 1)[0])
+            img = to_u8(ds.rows(r, r + 1)[0])
             if img.ndim == 2:
                 img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
             else:

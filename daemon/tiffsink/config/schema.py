@@ -145,7 +145,7 @@ class LogConfig:
 class MetricsConfig:
     """[metrics]: "host:port" for /metrics, /healthz and /status; empty = off."""
 
-    listen: str = ""
+    listen: str = "127.0.0.1:9464"
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,11 @@ class Daemon:
         self.root = cfg.watch.directory
         self.batcher = Batcher(cfg.batch.max_files, cfg.batch.max_wait_ms)
         self.notifier = Notifier()
-        self.health = Health(cfg.image.row_bytes, stall_s=max(120.0, 4 * cfg.workers.timeout_s))
+        self.health = Health(
+            cfg.image.row_bytes,
+            stall_s=max(120.0, 4 * cfg.workers.timeout_s),
+            dataset=cfg.dataset.directory,
+        )
         self.stop = StopSignals(
             1, "tiffsink: second signal, exiting at once; recovery runs at next start"
         )
@@ -70,7 +74,7 @@ class Daemon:
             self.health.ingested(now - cand.seen_at)
             self.disposal.ingested(cand.path, version)
         for cand, rec in info.failed:
-            self.health.failed_file(rec.reason)
+            self.health.failed_file(rec.reason, cand.path, rec.detail)
             self.disposal.failed(cand.path, (rec.size, rec.mtime_ns))
         log.info(
             "batch.committed",
@@ -118,7 +122,7 @@ class Daemon:
                 scanner.start(self.root, "start")
                 self.health.start(watcher, self.pipeline, writer.committed)
                 if cfg.metrics.listen:
-                    server = StatusServer(self.health, cfg.metrics.listen)
+                    server = StatusServer(self.health, cfg.metrics.listen, writer.directory)
                 self.notifier.notify("READY=1")
                 log.info(
                     "daemon.ready",

@@ -8,8 +8,10 @@ wedged pipeline gets restarted.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections import Counter, deque
+from pathlib import Path
 from typing import Any, Protocol
 
 from .. import __version__
@@ -37,8 +39,13 @@ class Busy(Protocol):
 class Health:
     """Counters and health of one daemon; updated by the main loop, read by HTTP."""
 
-    def __init__(self, row_bytes: int = 0, stall_s: float = 120.0) -> None:
+    def __init__(
+        self, row_bytes: int = 0, stall_s: float = 120.0, dataset: Path | None = None
+    ) -> None:
         self.started = time.time()
+        self.dataset = dataset  # for disk free in /status
+        self.recent_failures: deque[dict[str, Any]] = deque(maxlen=20)
+        self._minutes: deque[list[int]] = deque(maxlen=60)  # [unix minute, rows] for the chart
         self.row_bytes = row_bytes
         self.stall_s = stall_s
         self.rows = 0
@@ -74,14 +81,22 @@ class Health:
         self.ingested_total += 1
         self.metrics.latency.observe(latency_s)
 
-    def failed_file(self, reason: str) -> None:
+    def failed_file(self, reason: str, path: str = "", detail: str = "") -> None:
         self.failed[reason] += 1
         self.metrics.failed.labels(reason=reason).inc()
+        self.recent_failures.appendleft(
+            {"file": path, "reason": reason, "detail": detail, "at": time.time()}
+        )
 
     def committed(self, info: CommitInfo, rows: int) -> None:
         self.last_commit = time.time()
         self.last_commit_mono = time.monotonic()
         self._recent.append((self.last_commit_mono, info.rows))
+        minute = int(self.last_commit // 60) * 60
+        if self._minutes and self._minutes[-1][0] == minute:
+            self._minutes[-1][1] += info.rows
+        else:
+            self._minutes.append([minute, info.rows])
         self.metrics.ingested.inc(info.rows)
         self.metrics.batch.observe(info.batch_ms / 1000)
         self.metrics.last.set(self.last_commit)
@@ -126,4 +141,18 @@ class Health:
             "problem": problem,
             "started": self.started,
             "version": __version__,
+            "recent_failures": list(self.recent_failures),
+            "rows_per_minute": [list(m) for m in self._minutes],
+            "disk": self._disk(),
         }
+
+    def _disk(self) -> dict[str, Any] | None:
+        """Free space on the dataset's filesystem; `low` below 10% or 5 GB."""
+        if self.dataset is None:
+            return None
+        try:
+            du = shutil.disk_usage(self.dataset)
+        except OSError:
+            return None
+        low = du.free < 0.10 * du.total or du.free < 5e9
+        return {"free": du.free, "total": du.total, "low": low}
