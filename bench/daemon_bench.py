@@ -2,6 +2,7 @@
 
   python bench/daemon_bench.py                 # 80% of the measured pool maximum, 60 s
   python bench/daemon_bench.py --rate 200 --seconds 120
+  python bench/daemon_bench.py --page          # a browser on the dashboard all along
 
 Frames are 2048x2048 uint16 (8 MiB, sCMOS-like). To keep disk use flat over a long run,
 each arrival is a hard link of one of a few pre-written frames, renamed into the inbox
@@ -108,6 +109,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--work", default=None)
+    ap.add_argument(
+        "--page",
+        action="store_true",
+        help="poll the dashboard every second as its page does: /status, then every new\n"
+        "thumbnail (/rows/N.png?w=256) and /latest.png",
+    )
     args = ap.parse_args()
     work = Path(args.work or Path(tempfile.gettempdir()) / "tiffsink-daemon-bench")
     for d in ("inbox", "dataset", "staging"):
@@ -154,8 +161,30 @@ def main() -> None:
                     pass
                 stop.wait(0.5)
 
+        page_hits = [0]
+
+        def browse() -> None:
+            seen: set[int] = set()
+            while not stop.is_set():
+                try:
+                    st = json.load(urllib.request.urlopen(f"http://{addr}/status", timeout=5))
+                    for r in st["recent"]:
+                        if r["row"] not in seen:  # a browser caches rows for good
+                            seen.add(r["row"])
+                            urllib.request.urlopen(
+                                f"http://{addr}/rows/{r['row']}.png?w=256", timeout=5
+                            ).read()
+                            page_hits[0] += 1
+                    urllib.request.urlopen(f"http://{addr}/latest.png", timeout=5).read()
+                    page_hits[0] += 2
+                except OSError:
+                    pass
+                stop.wait(1.0)
+
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+        if args.page:
+            threading.Thread(target=browse, daemon=True).start()
         n = int(rate * args.seconds)
         t0 = time.monotonic()
         for i in range(n):
@@ -198,6 +227,8 @@ def main() -> None:
         f"p99 {np.percentile(lat, 99):.0f} ms, max {lat.max():.0f} ms"
     )
     print(f"peak pending files: {max(pend)}")
+    if args.page:
+        print(f"dashboard requests served during the run: {page_hits[0]}")
     print(
         f"supervisor RSS: peak {max(sup) / 1024:.0f} MiB (first {sup[0] / 1024:.0f}, "
         f"last {sup[-1] / 1024:.0f}); workers RSS total peak {max(wrk) / 1024:.0f} MiB"
