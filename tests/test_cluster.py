@@ -60,7 +60,7 @@ def cfg(tmp: Path, name: str, fmt: str = "zarr", shard_rows: int = 8) -> Path:
 def table(dataset: Path) -> dict[tuple[str, int], np.ndarray]:
     with open_dataset(dataset) as ds:
         return {
-            (r.source, r.page): ds.rows(r.row, r.row + 1)[0]
+            (r.source, r.page): ds.read(r.row, r.row + 1)[0]
             for r in (ds.record(i) for i in range(len(ds)))
         }
 

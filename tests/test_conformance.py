@@ -158,7 +158,7 @@ class CommitProtocol(RuleBasedStateMachine):
         with open_dataset(self.dir) as ds:
             if self.storage.format == "npy":
                 np.testing.assert_array_equal(ds.images, truth)
-            seen = np.asarray(ds.rows(0, len(ds)))
+            seen = np.asarray(ds.read(0, len(ds)))
             assert len(ds) in (len(self.model), len(truth))
             np.testing.assert_array_equal(seen, truth[: len(seen)])
         if point != "torn_publish" or self.storage.format == "zarr":
@@ -187,7 +187,7 @@ class CommitProtocol(RuleBasedStateMachine):
         np.testing.assert_array_equal(plain, self.model)
         with open_dataset(self.dir) as ds:
             assert len(ds) == len(self.model)
-            np.testing.assert_array_equal(np.asarray(ds.rows(0, len(ds))), self.model)
+            np.testing.assert_array_equal(np.asarray(ds.read(0, len(ds))), self.model)
             backwards = list(range(len(ds)))[::-1]  # a training batch, in its own order
             np.testing.assert_array_equal(ds.take(backwards), self.model[::-1])
 
@@ -265,7 +265,7 @@ while True:
     check(a, "plain reader")
     del a
     n = ds.refresh()
-    check(ds.rows(0, len(ds)), "open_dataset")
+    check(ds.read(0, len(ds)), "open_dataset")
     if len(ds) != n:
         fail(f"refresh() returned {n} but len() is {len(ds)}")
     if h > n:

@@ -34,7 +34,7 @@ def check_dataset(d: DaemonProc, paths: list[Path], sources: list[Path] | None =
         for row in range(len(ds)):
             rec = ds.record(row)
             seen[rec.source] = seen.get(rec.source, 0) + 1
-            got = ds.rows(row, row + 1)[0]
+            got = ds.read(row, row + 1)[0]
             np.testing.assert_array_equal(got, refs[rec.source], err_msg=rec.source)
     assert seen == dict.fromkeys(refs, 1)
     r = run_cli("verify", str(d.dataset))
@@ -201,7 +201,7 @@ def test_disk_full_pauses_then_resumes_with_nothing_lost(
         assert sorted(sources) == sorted(map(str, paths))
         for i in range(0, len(ds), 17):
             ref = decode_file(ds.record(i).source, spec)[0][1]
-            np.testing.assert_array_equal(ds.rows(i, i + 1)[0], ref)
+            np.testing.assert_array_equal(ds.read(i, i + 1)[0], ref)
     assert run_cli("verify", str(d.dataset)).returncode == 0
 
 

@@ -52,7 +52,7 @@ def check_rows(dataset: Path, spec: ImageSpec) -> dict[str, list[int]]:
             rec = ds.record(row)
             ref = {info.page: arr for info, arr in decode_file(rec.source, spec)}
             np.testing.assert_array_equal(
-                ds.rows(row, row + 1)[0], ref[rec.page], err_msg=rec.source
+                ds.read(row, row + 1)[0], ref[rec.page], err_msg=rec.source
             )
             out.setdefault(rec.source, []).append(rec.page)
     return out

@@ -104,7 +104,7 @@ def test_recovery_cuts_shards_and_chunks_past_the_committed_rows(tmp_path: Path)
     assert present == [True, False, False, False]
     assert verify(tmp_path).ok
     with open_dataset(tmp_path) as ds:
-        np.testing.assert_array_equal(ds.rows(0, len(ds)), np.array(rows))
+        np.testing.assert_array_equal(ds.read(0, len(ds)), np.array(rows))
 
 
 def test_a_torn_committed_shard_is_refused_naming_it(tmp_path: Path) -> None:
@@ -220,7 +220,7 @@ def test_export_round_trips_rows_index_and_failures(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     for d in ("z", "n"):
         with open_dataset(tmp_path / d) as ds:
-            np.testing.assert_array_equal(ds.rows(0, len(ds)), np.array(rows))
+            np.testing.assert_array_equal(ds.read(0, len(ds)), np.array(rows))
             assert ds.record(6).source == "/in/f6.tif"
             assert [f.detail for f in ds.failures()] == ["not a TIFF"]
         assert verify(tmp_path / d).ok

@@ -97,6 +97,34 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_query(args: argparse.Namespace) -> int:
+    from ..dataset.reader import open_dataset
+
+    equals: dict[str, object] = {}
+    for cond in args.where:
+        key, sep, raw = cond.partition("=")
+        if not sep or not key:
+            raise ConfigError(None, "--where", f"expected KEY=VALUE, got {cond!r}")
+        try:  # site=3 matches the number 3; well=B03 stays text
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        equals[key] = value if isinstance(value, str | int | float) else raw
+    with open_dataset(args.dataset) as ds:
+        found = [(r, ds.record(int(r)), ds.meta(int(r))) for r in ds.rows(**equals)]
+    if args.json:
+        out = [
+            {"row": int(r), "source": rec.source, "page": rec.page, "meta": m}
+            for r, rec, m in found
+        ]
+        print(json.dumps(out, indent=2))
+    else:
+        for r, rec, m in found:
+            print(f"{r}\t{rec.source}\t{rec.page}\t{json.dumps(m)}")
+        print(f"{len(found)} row(s)")
+    return 0
+
+
 def cmd_failures(args: argparse.Namespace) -> int:
     from ..dataset.reader import open_dataset
 

@@ -63,6 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=commands.cmd_status)
 
+    q = sub.add_parser("query", help="rows whose metadata matches, e.g. --where well=B03")
+    q.add_argument("dataset")
+    q.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keep rows whose metadata KEY equals VALUE (repeatable; numbers match numbers)",
+    )
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=commands.cmd_query)
+
     f = sub.add_parser("failures", help="list recorded failures")
     f.add_argument("dataset")
     f.add_argument("--reason")

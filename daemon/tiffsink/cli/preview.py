@@ -32,7 +32,7 @@ def contact_sheet(dataset: Path, last: int, out: Path) -> Path:
         grid_rows = math.ceil(len(rows) / cols)
         sheet = np.zeros((grid_rows * (TILE + LABEL_H), cols * TILE, 3), np.uint8)
         for k, r in enumerate(rows):
-            img = to_u8(ds.rows(r, r + 1)[0])
+            img = to_u8(ds.take([r])[0])
             if img.ndim == 2:
                 img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
             else:

@@ -24,4 +24,8 @@ def render(st: dict[str, Any]) -> str:
         f"{img.get('dtype')}, {img.get('interpolation')}, fit={img.get('fit')}, "
         f"pages={img.get('pages')}, intensity={img.get('intensity')}",
     ]
+    if st.get("label"):
+        counts = st["labels"]
+        lines.append(f"label:        {st['label']} ({len(counts)} values)")
+        lines += [f"  {v}: {n}" for v, n in list(counts.items())[:50]]
     return "\n".join(lines)

@@ -60,6 +60,7 @@ def cluster_ingest(
     feed = Backfill(config, sources)
     summary = Summary(files_total=feed.count())
     writer = DatasetWriter(config.dataset.directory, config.image, storage)
+    writer.set_label(config.metadata.label)
     bar = Progress(summary, sys.stderr.isatty() if progress is None else progress)
     stop = StopSignals(EX_INTERRUPTED, "tiffsink: second signal, stopping at once")
     t0 = time.monotonic()
@@ -137,7 +138,12 @@ class _Run:
     def _submit_group(self, group: dict[str, Candidate]) -> None:
         items = [tasks.FileItem(c.path, c.root or "/") for c in group.values()]
         fut = self.client.submit(
-            tasks.decode_group, items, self.writer.spec, self.storage, pure=False
+            tasks.decode_group,
+            items,
+            self.writer.spec,
+            self.storage,
+            self.config.metadata,
+            pure=False,
         )
         self.decoding[fut] = group
 
@@ -145,6 +151,9 @@ class _Run:
         """A group's outcomes: check versions that changed since listing, assign rows."""
         group = self.decoding.pop(fut)
         outcomes: list[tasks.FileOutcome] = self.client.submit(tasks.outcomes_of, fut).result()
+        for o in outcomes:
+            if o.warning:
+                log.warning("file.metadata_unreadable", path=o.path, detail=o.warning)
         changed = [
             (o.path, o.size, o.mtime_ns)
             for o in outcomes

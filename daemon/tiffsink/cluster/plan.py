@@ -76,6 +76,7 @@ class ShardPlanner:
                         info.dtype,
                         info.channels,
                         at,
+                        info.meta,
                     )
                 )
                 self._take(group, chunk)

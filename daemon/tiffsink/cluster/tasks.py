@@ -9,16 +9,17 @@ same rows. Neither touches index.sqlite: the client is its only writer.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..config import ImageSpec, Storage
+from ..config import ImageSpec, MetadataConfig, Storage
 from ..dataset.formats import codec, shard
 from ..dataset.formats.atomic import make_dirs, write_atomic
 from ..dataset.rows import fsync_dir
 from ..decode import Decoder, PageInfo
+from ..decode.metadata import MetadataReader
 from ..decode.safeopen import open_source
 from ..errors import DecodeError
 from ..testing import faults
@@ -45,6 +46,7 @@ class FileOutcome:
     pages: list[PageInfo] = field(default_factory=list)
     reason: str = ""  # set for a failure
     detail: str = ""
+    warning: str = ""  # metadata that could not be read (the rows stand)
 
 
 @dataclass
@@ -59,8 +61,9 @@ class _GroupDecoder:
     """Decodes files page by page into reused outputs and encodes each page at once, as
     a local worker decodes into its slots and writes each page into its pending slot."""
 
-    def __init__(self, spec: ImageSpec, storage: Storage) -> None:
+    def __init__(self, spec: ImageSpec, storage: Storage, metadata: MetadataConfig) -> None:
         self.spec, self.dec = spec, Decoder(spec)
+        self.meta = MetadataReader(metadata)
         self.comp = codec.compressor(storage)
         per_call = 1 if spec.pages == "first" else PAGES_PER_CALL
         self.outs = [np.empty(spec.row_shape, spec.dtype) for _ in range(per_call)]
@@ -68,12 +71,26 @@ class _GroupDecoder:
     def file(self, item: FileItem) -> tuple[FileOutcome, list[bytes]]:
         """All pages the spec selects; every expected problem is a failed outcome."""
         size = mtime = -1
+        warning = ""
         try:
+            keys = self.meta.path_keys(item.path, item.root)
+            if keys is None:
+                if self.meta.config.on_mismatch == "fail":
+                    raise DecodeError(
+                        item.path,
+                        "no_metadata_match",
+                        "path does not match [metadata] path_pattern "
+                        f"{self.meta.config.path_pattern!r}",
+                    )
+                keys = {}
             fd, st = open_source(item.path, item.root)
             try:
                 size, mtime = st.st_size, st.st_mtime_ns
                 faults.before_decode(item.path)
                 pages, chunks, digest = self._pages(fd, item.path, size)
+                metas, warn = self.meta.pages(fd, size, 0, len(pages), keys)
+                pages = [replace(p, meta=m) for p, m in zip(pages, metas, strict=True)]
+                warning = warn or ""
                 st2 = os.fstat(fd)
                 if (st2.st_size, st2.st_mtime_ns) != (size, mtime):
                     raise DecodeError(item.path, "changed_during_read", "size/mtime changed")
@@ -88,7 +105,7 @@ class _GroupDecoder:
         except Exception as e:  # a decoder bug costs one file, never the task
             detail = f"{type(e).__name__}: {e}"
             return FileOutcome(item.path, size, mtime, reason="decoder_error", detail=detail), []
-        return FileOutcome(item.path, size, mtime, digest, pages), chunks
+        return FileOutcome(item.path, size, mtime, digest, pages, warning=warning), chunks
 
     def _pages(self, fd: int, path: str, size: int) -> tuple[list[PageInfo], list[bytes], str]:
         pages: list[PageInfo] = []
@@ -103,9 +120,11 @@ class _GroupDecoder:
                 return pages, chunks, digest
 
 
-def decode_group(items: list[FileItem], spec: ImageSpec, storage: Storage) -> GroupResult:
+def decode_group(
+    items: list[FileItem], spec: ImageSpec, storage: Storage, metadata: MetadataConfig
+) -> GroupResult:
     """Decode and encode every page of `items`; failures are outcomes, never raised."""
-    dec = _GroupDecoder(spec, storage)
+    dec = _GroupDecoder(spec, storage, metadata)
     result = GroupResult([], [])
     for item in items:
         outcome, chunks = dec.file(item)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
 from dataclasses import fields, replace
 from pathlib import Path
@@ -25,6 +26,7 @@ from .schema import (
     INTERPOLATIONS,
     LOG_FORMATS,
     LOG_LEVELS,
+    ON_MISMATCH,
     PAGES,
     SECTIONS,
     Config,
@@ -165,11 +167,30 @@ def _parse_section(p: _Parser, cls: type) -> Any:
         },
         "metrics": {"listen": lambda: _listen(p)},
         "cluster": {"scheduler": lambda: _scheduler(p)},
+        "metadata": {
+            "path_pattern": lambda: _pattern(p),
+            "on_mismatch": lambda: p.choice("on_mismatch", ON_MISMATCH),
+            "label": lambda: p.string("label"),
+        },
     }
     getters = table[s]
     for key in p.raw:
         vals[key] = getters[key]()
     return cls(**vals)
+
+
+def _pattern(p: _Parser) -> str:
+    v = p.string("path_pattern")
+    try:
+        rx = re.compile(v)
+    except re.error as e:
+        raise p.err("path_pattern", f"not a valid regular expression: {e}") from None
+    if v and not rx.groupindex:
+        raise p.err(
+            "path_pattern",
+            "needs named groups, e.g. (?P<well>[A-P]\\d{2}); each becomes a metadata key",
+        )
+    return v
 
 
 def _scheduler(p: _Parser) -> str:

@@ -20,6 +20,7 @@ LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LIMIT_KEYS = ("max_pixels", "max_page_bytes")  # [image] keys that are not part of the spec
 FORMATS = ("npy", "zarr")
+ON_MISMATCH = ("keep", "fail")
 COMPRESSIONS = ("none", "zstd", "blosc-lz4", "blosc-zstd", "gzip")
 
 
@@ -149,6 +150,16 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class MetadataConfig:
+    """[metadata]: keys from each file's path (a regex with named groups, matched against
+    the path relative to the watched or ingested root), and which key is the label."""
+
+    path_pattern: str = ""
+    on_mismatch: str = "keep"  # "keep": a row without path keys; "fail": a failure
+    label: str = ""
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     """[cluster]: where `tiffsink ingest` runs: "" here, "local" (a LocalCluster), or the
     address of a Dask scheduler ("tcp://HOST:PORT")."""
@@ -169,6 +180,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    metadata: MetadataConfig = field(default_factory=MetadataConfig)
     source_file: Path | None = None
 
     def excluded_folders(self) -> list[Path]:
@@ -191,4 +203,5 @@ SECTIONS: dict[str, type] = {
     "log": LogConfig,
     "metrics": MetricsConfig,
     "cluster": ClusterConfig,
+    "metadata": MetadataConfig,
 }

@@ -44,7 +44,7 @@ def export(
 ) -> ExportResult:
     """Copy every committed row of `src_dir` (as of now) into `out_dir` in `storage`."""
     with Dataset(src_dir) as src:
-        spec = spec_from_meta(src.meta)
+        spec = spec_from_meta(src.info)
         n = index.committed_rows(src.conn)
         if len(src) < n:  # a zarr source's shape may lag its index by one batch
             n = len(src)
@@ -58,7 +58,7 @@ def export(
             while done < n:
                 stop = min(n, done + step)
                 recs = index.row_records(src.conn, done, stop)
-                for row in src.rows(done, stop):
+                for row in src.read(done, stop):
                     w.write_row(np.ascontiguousarray(row))
                 w.commit(recs, [])
                 done = stop
@@ -93,7 +93,7 @@ def _compare(src: Dataset, out_dir: str | os.PathLike[str], n: int) -> None:
             raise DatasetError(out.directory, f"copy holds {len(out)} rows, expected {n}")
         for start in range(0, n, 256):
             stop = min(n, start + 256)
-            a, b = src.rows(start, stop), out.rows(start, stop)
+            a, b = src.read(start, stop), out.read(start, stop)
             if not np.array_equal(a, b):
                 bad = start + int(np.nonzero((a != b).reshape(stop - start, -1).any(1))[0][0])
                 raise DatasetError(out.directory, f"row {bad} differs from the source's")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: images.meta (JSON per row); version-1 indexes gain it on open
 KNOWN_CHUNK = 400  # paths per lookup query (SQLite allows 32766 parameters)
 
 SCHEMA = """
@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS images (
     src_width INTEGER NOT NULL,
     src_dtype TEXT NOT NULL,
     src_channels INTEGER NOT NULL,
-    ingested_at REAL NOT NULL
+    ingested_at REAL NOT NULL,
+    meta TEXT NOT NULL DEFAULT '{}'
 );
 CREATE UNIQUE INDEX IF NOT EXISTS images_version ON images(source, size, mtime_ns, page);
 CREATE INDEX IF NOT EXISTS images_ingested_at ON images(ingested_at);
@@ -68,6 +69,7 @@ class RowRecord:
     src_dtype: str
     src_channels: int
     ingested_at: float
+    meta: str = "{}"  # what the row shows (z, c, t, channel, well, label...), JSON text
 
 
 @dataclass(frozen=True)
@@ -101,8 +103,17 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create missing tables (a crash right after connect leaves an empty file)."""
+    """Create missing tables (a crash right after connect leaves an empty file), and
+    migrate a version-1 index: its rows gain an empty `meta`."""
     conn.executescript(SCHEMA)
+    cols = [r[1] for r in conn.execute("PRAGMA table_info(images)")]
+    if "meta" not in cols:
+        with transaction(conn):
+            conn.execute("ALTER TABLE images ADD COLUMN meta TEXT NOT NULL DEFAULT '{}'")
+            conn.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('format_version', ?)",
+                (json.dumps(FORMAT_VERSION),),
+            )
 
 
 def create(conn: sqlite3.Connection, meta: dict[str, Any]) -> None:
@@ -129,6 +140,11 @@ class transaction:
             self.conn.execute("ROLLBACK")
 
 
+def set_meta(conn: sqlite3.Connection, key: str, value: Any) -> None:
+    with transaction(conn):
+        conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+
 def read_meta(conn: sqlite3.Connection) -> dict[str, Any]:
     return {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
 
@@ -145,7 +161,7 @@ def insert(
     """The commit point: one transaction with every row and failure of a batch."""
     with transaction(conn):
         # attrgetter, not dataclasses.astuple: astuple deep-copies, per row, in the commit.
-        conn.executemany("INSERT INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?)", map(_ROW, rows))
+        conn.executemany("INSERT INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", map(_ROW, rows))
         conn.executemany(
             "INSERT OR REPLACE INTO failures (source, size, mtime_ns, reason, detail, at) "
             "VALUES (?,?,?,?,?,?)",
@@ -186,6 +202,41 @@ def row_records(conn: sqlite3.Connection, start: int, stop: int) -> list[RowReco
         "SELECT * FROM images WHERE row >= ? AND row < ? ORDER BY row", (start, stop)
     )
     return [RowRecord(*r) for r in cur]
+
+
+def meta_column(conn: sqlite3.Connection, n: int) -> list[str]:
+    """`meta` of rows 0..n-1, in row order ('{}' for an index without the column)."""
+    cols = [r[1] for r in conn.execute("PRAGMA table_info(images)")]
+    if "meta" not in cols:
+        return ["{}"] * n
+    return [m for (m,) in conn.execute("SELECT meta FROM images WHERE row < ? ORDER BY row", (n,))]
+
+
+def rows_where(conn: sqlite3.Connection, equals: dict[str, Any], n: int) -> list[int]:
+    """Row numbers (< n) whose meta has every key equal to the value (JSON functions)."""
+    sql = "SELECT row FROM images WHERE row < ?"
+    args: list[Any] = [n]
+    for k, v in equals.items():
+        sql += " AND json_extract(meta, ?) = ?"
+        args += [json_path(k), v]
+    return [r for (r,) in conn.execute(sql + " ORDER BY row", args)]
+
+
+def value_counts(conn: sqlite3.Connection, key: str) -> dict[str, int]:
+    """How many rows carry each value of a metadata key, most first."""
+    if "meta" not in [r[1] for r in conn.execute("PRAGMA table_info(images)")]:
+        return {}
+    cur = conn.execute(
+        "SELECT json_extract(meta, ?) AS v, COUNT(*) AS n FROM images "
+        "WHERE v IS NOT NULL GROUP BY v ORDER BY n DESC, v",
+        (json_path(key),),
+    )
+    return {str(v): n for v, n in cur}
+
+
+def json_path(key: str) -> str:
+    """The JSON path of a top-level key, quoted so any key name is taken literally."""
+    return '$."' + key.replace('"', '""') + '"'
 
 
 def row_record(conn: sqlite3.Connection, row: int) -> RowRecord | None:

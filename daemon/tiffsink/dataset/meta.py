@@ -6,6 +6,7 @@ refused with every differing key, so rows of two specs can never be mixed.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +54,10 @@ def spec_from_meta(meta: dict[str, Any]) -> ImageSpec:
     if isinstance(image.get("intensity"), list):
         image["intensity"] = tuple(image["intensity"])
     return ImageSpec(**image)
+
+
+def set_label(conn: sqlite3.Connection, key: str) -> None:
+    """Remember which metadata key is the class label; not part of the spec: it may
+    change between runs."""
+    if index.read_meta(conn).get("label", "") != key:
+        index.set_meta(conn, "label", key)

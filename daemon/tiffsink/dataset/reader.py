@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,34 +22,45 @@ from .formats.zarrread import ShardReader
 from .index import FailureRecord, RowRecord
 from .layout import ARRAY, Layout
 from .meta import spec_from_meta, storage_from_meta
+from .rowmeta import RowMeta
 
 
-class Dataset:
+class Dataset(RowMeta):
     """Read-only view of the committed rows of a dataset directory.
 
     Any process, any number at once, while a writer appends: it owns a read-only index
-    connection and a memmap that `refresh` replaces when rows were committed since.
+    connection and a memmap (or zarr array) that `refresh` replaces when rows were
+    committed since. It is also a map-style training dataset (`len`, `ds[i]`), which
+    pickles by path: a DataLoader worker reopens it instead of copying pixels.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], snapshot: bool = False) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        snapshot: bool = False,
+        label: str | None = None,
+        transform: Callable[[np.ndarray], Any] | None = None,
+    ) -> None:
         self.layout = Layout.of(directory).require()
         self.directory = self.layout.directory
-        self.snapshot = snapshot
+        self.snapshot, self.transform = snapshot, transform
         self._n = 0
         self.conn = self._connect()
         try:
-            self.meta: dict[str, Any] = index.read_meta(self.conn)
+            self.info: dict[str, Any] = index.read_meta(self.conn)
         except sqlite3.DatabaseError:
-            self.meta = {}
-        if "image" not in self.meta:
+            self.info = {}
+        if "image" not in self.info:
             self.conn.close()
             raise DatasetError(self.directory, "dataset is still being created (no meta yet)")
-        image = self.meta["image"]
+        # The key `ds[i]` pairs with each image: asked for, else [metadata] label.
+        self.label = label if label is not None else (self.info.get("label") or None)
+        image = self.info["image"]
         self.dtype = np.dtype(image["dtype"]).newbyteorder("<")
         c = int(image["channels"])
         h, w = int(image["height"]), int(image["width"])
         self.row_shape: tuple[int, ...] = (h, w) if c == 1 else (h, w, c)
-        self.spec, self.storage = spec_from_meta(self.meta), storage_from_meta(self.meta)
+        self.spec, self.storage = spec_from_meta(self.info), storage_from_meta(self.info)
         self.format = self.storage.format
         self._shards: ShardReader | None = None
         # npy: a read-only memmap (N, H, W[, C]). zarr: the zarr array (N, [C,] H, W).
@@ -120,7 +131,7 @@ class Dataset:
             self._shards = ShardReader(self.layout.zarr / ARRAY, self.spec, self.storage)
         return self._shards.take(idx.tolist(), len(self))
 
-    def rows(self, start: int, stop: int) -> np.ndarray:
+    def read(self, start: int, stop: int) -> np.ndarray:
         """Rows start..stop-1 as a numpy array (N, H, W[, C]), whatever the format."""
         data = np.asarray(self.images[start : min(stop, len(self))])
         if self.format == "zarr" and data.ndim == 4:
@@ -140,6 +151,23 @@ class Dataset:
     def failures(self, reason: str | None = None) -> list[FailureRecord]:
         return index.failures(self.conn, reason)
 
+    def __getitem__(self, i: int) -> Any:
+        """Row i's image (after `transform`), or (image, label) when a label key is set."""
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"row {i} is not committed (dataset has {len(self)})")
+        i %= len(self)
+        img: Any = self.take([i])[0]
+        if self.transform is not None:
+            img = self.transform(img)
+        if self.label:
+            return img, self.meta(i).get(self.label)
+        return img
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle the path, never the pixels (a pickled memmap carries its whole data:
+        numpy/numpy#2049); the copy reopens the dataset in the process that loads it."""
+        return (Dataset, (str(self.directory), self.snapshot, self.label, self.transform))
+
     def close(self) -> None:
         self.conn.close()
 
@@ -150,9 +178,15 @@ class Dataset:
         self.close()
 
 
-def open_dataset(path: str | os.PathLike[str], snapshot: bool = False) -> Dataset:
+def open_dataset(
+    path: str | os.PathLike[str],
+    snapshot: bool = False,
+    label: str | None = None,
+    transform: Callable[[np.ndarray], Any] | None = None,
+) -> Dataset:
     """Open a dataset for reading; safe while a writer appends (call .refresh() to grow).
 
     snapshot=True reads `index.snapshot.sqlite`, which a cluster backfill publishes for
-    readers on other hosts (SQLite's WAL needs all processes on one host)."""
-    return Dataset(path, snapshot)
+    readers on other hosts (SQLite's WAL needs all processes on one host). `label` (by
+    default the dataset's [metadata] label) and `transform` shape what `ds[i]` returns."""
+    return Dataset(path, snapshot, label, transform)

@@ -52,6 +52,8 @@ def collect(directory: str | os.PathLike[str]) -> dict[str, Any]:
             "failures_total": sum(failures.values()),
             "writer_pid": lock.holder(lay),
             "image": meta.get("image"),
+            "label": meta.get("label") or None,
+            "labels": index.value_counts(conn, meta["label"]) if meta.get("label") else {},
             "created_at": meta.get("created_at"),
             "tiffsink_version": meta.get("tiffsink_version"),
         }

@@ -51,6 +51,7 @@ class PageInfo:
     width: int
     dtype: str
     channels: int
+    meta: str = "{}"  # what the page shows, JSON (decode/metadata.py; filled by the worker)
 
 
 @dataclass

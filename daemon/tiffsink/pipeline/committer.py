@@ -31,6 +31,7 @@ def _records(rows: list[Row], at: float) -> list[RowRecord]:
             row.info.dtype,
             row.info.channels,
             at,
+            row.info.meta,
         )
         for row in rows
     ]

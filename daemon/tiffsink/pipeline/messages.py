@@ -41,6 +41,7 @@ class Result:
     pages: list[PageInfo]
     content_hash: str | None
     decode_ms: float
+    meta_warning: str | None = None  # metadata that could not be read (the rows stand)
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,8 @@ class Outcomes:
                 return
             job.version, job.pages_total = version, out.pages_total
             job.content_hash = out.content_hash or ""
+        if out.meta_warning and task.first_page == 0:
+            log.warning("file.metadata_unreadable", path=job.cand.path, detail=out.meta_warning)
         self.log.debug(
             "file.decoded",
             path=job.cand.path,

@@ -51,7 +51,9 @@ class Pipeline:
         self.writer = writer
         spec, w = config.image, config.workers
         sink = writer.store.sink()
-        self.pool = Pool(spec, w.resolved_count(), w.slots_per_worker, w.timeout_s, sink)
+        self.pool = Pool(
+            spec, w.resolved_count(), w.slots_per_worker, w.timeout_s, sink, config.metadata
+        )
         chunk = max(1, w.slots_per_worker // 2) if spec.pages == "all" else 1
         self.rowmap = RowMap(writer)
         self.dispatcher = Dispatcher(self.pool, chunk, self.rowmap.reserve, writer.offset)

@@ -19,7 +19,7 @@ from multiprocessing.process import BaseProcess
 
 import structlog
 
-from ..config import ImageSpec
+from ..config import ImageSpec, MetadataConfig
 from ..dataset.formats.sink import SinkSpec
 from ..errors import WorkerStartError
 from .arena import Arena
@@ -63,8 +63,10 @@ class Pool:
         slots_per_worker: int,
         timeout_s: float,
         sink: SinkSpec | None = None,
+        metadata: MetadataConfig | None = None,
     ):
         self.spec, self.timeout_s = spec, timeout_s
+        self.metadata = metadata
         self.sink = sink  # where and how workers write pending rows; None: slots only
         self.ctx = mp.get_context("spawn")
         self.arena = Arena(spec, workers * slots_per_worker)
@@ -82,7 +84,7 @@ class Pool:
         ours, theirs = self.ctx.Pipe()
         proc = self.ctx.Process(
             target=worker_main,
-            args=(theirs, str(self.arena.path), self.arena.n, self.spec, self.sink),
+            args=(theirs, str(self.arena.path), self.arena.n, self.spec, self.sink, self.metadata),
             daemon=True,
             name="tiffsink-worker",
         )

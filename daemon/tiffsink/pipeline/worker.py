@@ -19,13 +19,15 @@ import signal
 import sys
 import time
 import traceback
+from dataclasses import replace
 from multiprocessing.connection import Connection
 
 import numpy as np
 
-from ..config import ImageSpec
+from ..config import ImageSpec, MetadataConfig
 from ..dataset.formats.sink import RowSink, SinkSpec
 from ..decode import Decoder
+from ..decode.metadata import MetadataReader
 from ..decode.safeopen import open_source
 from ..errors import DecodeError
 from ..testing import faults
@@ -66,11 +68,23 @@ def write_rows(
     return out
 
 
-def run_task(decoder: Decoder, task: Task, outs: list[np.ndarray]) -> Result | Failure:
+def run_task(
+    decoder: Decoder, task: Task, outs: list[np.ndarray], meta: MetadataReader | None = None
+) -> Result | Failure:
     """Decode one task; every expected problem becomes a Failure naming the reason."""
     size = mtime = -1
     t0 = time.perf_counter()
+    warning = None
     try:
+        keys = meta.path_keys(task.path, task.root) if meta is not None else {}
+        if keys is None:
+            if meta is not None and meta.config.on_mismatch == "fail":
+                raise DecodeError(
+                    task.path,
+                    "no_metadata_match",
+                    f"path does not match [metadata] path_pattern {meta.config.path_pattern!r}",
+                )
+            keys = {}
         fd, st = open_source(task.path, task.root)
         try:
             size, mtime = st.st_size, st.st_mtime_ns
@@ -78,6 +92,9 @@ def run_task(decoder: Decoder, task: Task, outs: list[np.ndarray]) -> Result | F
                 raise DecodeError(task.path, "changed_during_read", "file changed between pages")
             faults.before_decode(task.path)
             res = decoder.decode(fd, task.path, size, task.first_page, outs)
+            if meta is not None and res.pages:
+                metas, warning = meta.pages(fd, size, task.first_page, len(res.pages), keys)
+                res.pages = [replace(p, meta=m) for p, m in zip(res.pages, metas, strict=True)]
             st2 = os.fstat(fd)
             if (st2.st_size, st2.st_mtime_ns) != (size, mtime):
                 raise DecodeError(
@@ -95,11 +112,18 @@ def run_task(decoder: Decoder, task: Task, outs: list[np.ndarray]) -> Result | F
         detail = f"{type(e).__name__}: {e}"
         return Failure(task.task_id, size, mtime, "decoder_error", detail)
     ms = (time.perf_counter() - t0) * 1000
-    return Result(task.task_id, size, mtime, res.pages_total, res.pages, res.content_hash, ms)
+    return Result(
+        task.task_id, size, mtime, res.pages_total, res.pages, res.content_hash, ms, warning
+    )
 
 
 def worker_main(
-    conn: Connection, arena_path: str, n_slots: int, spec: ImageSpec, sink_spec: SinkSpec | None
+    conn: Connection,
+    arena_path: str,
+    n_slots: int,
+    spec: ImageSpec,
+    sink_spec: SinkSpec | None,
+    metadata: MetadataConfig | None = None,
 ) -> None:
     """Entry point of a spawned worker: serve tasks until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
@@ -114,6 +138,7 @@ def worker_main(
         os.close(fd)
     rows = np.frombuffer(mm, dtype=spec.dtype).reshape((n_slots, *spec.row_shape))
     decoder = Decoder(spec)
+    meta = MetadataReader(metadata or MetadataConfig())
     sink = RowSink(sink_spec) if sink_spec is not None else None
     faults.at_worker_start()
     conn.send(READY)
@@ -125,7 +150,7 @@ def worker_main(
         if task is None:
             return
         try:
-            out = run_task(decoder, task, [rows[s] for s in task.slots])
+            out = run_task(decoder, task, [rows[s] for s in task.slots], meta)
             if sink is not None:
                 out = write_rows(out, task, rows, sink)
         except BaseException:

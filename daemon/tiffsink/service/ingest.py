@@ -36,6 +36,7 @@ def ingest(config: Config, sources: list[Path], progress: bool | None = None) ->
     summary.files_total = feed.count()
     sweep_stale_arenas()
     writer = DatasetWriter(config.dataset.directory, config.image, config.dataset.storage)
+    writer.set_label(config.metadata.label)
     bar = Progress(summary, sys.stderr.isatty() if progress is None else progress)
     batcher = Batcher(config.batch.max_files, config.batch.max_wait_ms)
 
