@@ -41,7 +41,7 @@ def read_tags(fd: int, size: int, ifd: int | None = None) -> dict[int, Any]:
     head = os.pread(fd, min(size, HEAD_BYTES), 0)
     bo, big = check_magic(head)
     off_fmt, cnt_fmt, ent = ("Q", "Q", 20) if big else ("I", "H", 12)
-    if ifd is None:
+    if ifd is None:  # IFD 0
         (ifd,) = struct.unpack_from(bo + off_fmt, head, 8 if big else 4)
     csz = struct.calcsize(cnt_fmt)
     (n,) = struct.unpack(bo + cnt_fmt, _read(fd, size, ifd, csz))
@@ -184,20 +184,23 @@ class MetadataReader:
         if text.startswith("ImageJ="):
             return _imagej(text, tags, page)
         if MICROMANAGER in tags:
-            mm = tags[MICROMANAGER] if page == 0 else _page_tag(fd, page)
+            mm = tags[MICROMANAGER] if page == 0 else _page_tag(fd, page)  # per page
             return _micromanager(mm) if mm else {}
         return {}
 
 
 def _page_tag(fd: int, page: int) -> str | None:
-    """Page `page`'s Micro-Manager tag (multi-page files only; tifffile walks the IFDs)."""
-    import tifffile
-
-    with tifffile.TiffFile(os.fdopen(os.dup(fd), "rb")) as tf:
-        if page >= len(tf.pages):
+    """Page `page`'s Micro-Manager tag, found by walking the IFD chain (bounded)."""
+    size = os.fstat(fd).st_size
+    head = os.pread(fd, 16, 0)
+    bo, big = check_magic(head)
+    off_fmt, cnt_fmt, ent = ("Q", "Q", 20) if big else ("I", "H", 12)
+    (ifd,) = struct.unpack_from(bo + off_fmt, head, 8 if big else 4)
+    csz, osz = struct.calcsize(cnt_fmt), struct.calcsize(off_fmt)
+    for _ in range(page):
+        (n,) = struct.unpack(bo + cnt_fmt, _read(fd, size, ifd, csz))
+        (ifd,) = struct.unpack(bo + off_fmt, _read(fd, size, ifd + csz + n * ent, osz))
+        if ifd == 0:
             return None
-        tag = tf.pages[page].tags.get(MICROMANAGER)  # type: ignore[union-attr]
-        if tag is None:
-            return None
-        v = tag.value
-        return v if isinstance(v, str) else json.dumps(v)
+    value = read_tags(fd, size, ifd).get(MICROMANAGER)
+    return str(value) if value is not None else None
