@@ -57,10 +57,11 @@ def cfg(tmp: Path, name: str, fmt: str = "zarr", shard_rows: int = 8) -> Path:
     )
 
 
-def table(dataset: Path) -> dict[tuple[str, int], np.ndarray]:
+def table(dataset: Path) -> dict[tuple[str, int], tuple[np.ndarray, str]]:
+    """(source, page) -> (row, metadata): what a row is, wherever it landed."""
     with open_dataset(dataset) as ds:
         return {
-            (r.source, r.page): ds.read(r.row, r.row + 1)[0]
+            (r.source, r.page): (ds.read(r.row, r.row + 1)[0], r.meta)
             for r in (ds.record(i) for i in range(len(ds)))
         }
 
@@ -78,8 +79,9 @@ def assert_same_as_local(tmp: Path, src: Path, name: str) -> None:
     assert r.returncode in (0, 1), r.stderr
     got, want = table(tmp / name), table(tmp / "local")
     assert sorted(got) == sorted(want)
-    for key, row in want.items():
-        np.testing.assert_array_equal(got[key], row, err_msg=str(key))
+    for key, (row, meta) in want.items():
+        np.testing.assert_array_equal(got[key][0], row, err_msg=str(key))
+        assert got[key][1] == meta, key
     assert failures(tmp / name) == failures(tmp / "local")
     rep = verify(tmp / name)
     assert rep.ok, rep.problems

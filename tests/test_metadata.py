@@ -17,6 +17,7 @@ import tifffile
 from tiffsink import open_dataset
 from tiffsink.config import ImageSpec
 from tiffsink.dataset.index import RowRecord
+from tiffsink.dataset.meta import set_label
 from tiffsink.dataset.writer import DatasetWriter
 
 from conftest import run_cli, small_sections, write_config
@@ -235,7 +236,7 @@ def many(d: Path, n: int) -> None:
             meta = json.dumps({"cls": f"c{i % 3}"})
             recs.append(RowRecord(i, f"/in/{i}.tif", 0, 1, 1, "x", 8, 8, "u2", 1, 1.0, meta))
         w.commit(recs, [])
-        w.set_label("cls")
+        set_label(w.conn, "cls")
 
 
 def test_the_dataset_pickles_by_path_not_pixels(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from ..batch import Candidate
 from ..config import Config
 from ..dataset import DatasetWriter
 from ..dataset.layout import ARRAY
+from ..dataset.meta import set_label
 from ..errors import ClusterError
 from ..feed.backfill import Backfill
 from ..pipeline import CommitInfo
@@ -60,7 +61,7 @@ def cluster_ingest(
     feed = Backfill(config, sources)
     summary = Summary(files_total=feed.count())
     writer = DatasetWriter(config.dataset.directory, config.image, storage)
-    writer.set_label(config.metadata.label)
+    set_label(writer.conn, config.metadata.label)
     bar = Progress(summary, sys.stderr.isatty() if progress is None else progress)
     stop = StopSignals(EX_INTERRUPTED, "tiffsink: second signal, stopping at once")
     t0 = time.monotonic()

@@ -33,7 +33,6 @@ from .formats.sink import RowSink, as_page
 from .index import FailureRecord, RowRecord
 from .layout import Layout
 from .lookup import Lookup
-from .meta import set_label
 from .opening import open_store
 from .rows import os_error_name
 
@@ -79,10 +78,6 @@ class DatasetWriter:
         self.store = open_store(self.layout, self.conn, self.spec, self.storage)
         self._closers.push(self.store.close)
         self.recover()
-
-    def set_label(self, key: str) -> None:
-        """Remember [metadata] label, the key readers pair with each image."""
-        set_label(self.conn, key)
 
     def recover(self) -> None:
         """Make the store agree with the index: cut what is uncommitted, fix the count."""

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..config import MetadataConfig
 from . import omexml
-from .tiffheader import HEAD_BYTES, HeaderError, check_magic
+from .tiffheader import HeaderError, check_magic
 
 DESCRIPTION, MAKE, MODEL, SOFTWARE, DATETIME = 270, 271, 272, 305, 306
 XRES, YRES, RES_UNIT, MICROMANAGER = 282, 283, 296, 51123
@@ -38,7 +38,7 @@ _IJ_UNITS = {"micron": 1.0, "um": 1.0, "µm": 1.0, "\\u00B5m": 1.0, "nm": 1e-3, 
 
 def read_tags(fd: int, size: int, ifd: int | None = None) -> dict[int, Any]:
     """IFD 0's (or the IFD at `ifd`'s) descriptive tags: text as str, rationals as float."""
-    head = os.pread(fd, min(size, HEAD_BYTES), 0)
+    head = os.pread(fd, 16, 0)  # small reads only: this runs once per file, next to decode
     bo, big = check_magic(head)
     off_fmt, cnt_fmt, ent = ("Q", "Q", 20) if big else ("I", "H", 12)
     if ifd is None:  # IFD 0
@@ -161,8 +161,14 @@ class MetadataReader:
             tags = read_tags(fd, size)
             base = _standard(tags)
             text = str(tags.get(DESCRIPTION, ""))
-            for i in range(count):
-                metas[i] = {**base, **self._plane(fd, size, tags, text, first + i)}
+            if MICROMANAGER in tags:  # one JSON tag per page: walk the IFDs once
+                ifds = _ifd_offsets(fd, size, first, count)
+                for i, ifd in enumerate(ifds):
+                    mm = read_tags(fd, size, ifd).get(MICROMANAGER)
+                    metas[i] = {**base, **(_micromanager(str(mm)) if mm else {})}
+            else:
+                for i in range(count):
+                    metas[i] = {**base, **self._plane(text, tags, first + i)}
         except (
             HeaderError,
             OSError,
@@ -175,32 +181,30 @@ class MetadataReader:
             warning = f"{type(e).__name__}: {e}"
         return [json.dumps({**m, **path_keys}, separators=(",", ":")) for m in metas], warning
 
-    def _plane(
-        self, fd: int, size: int, tags: dict[int, Any], text: str, page: int
-    ) -> dict[str, Any]:
+    def _plane(self, text: str, tags: dict[int, Any], page: int) -> dict[str, Any]:
+        """A plane's keys from the layout IFD 0's description declares."""
         head = text.lstrip()[:64]
         if head.startswith("<?xml") or head.startswith("<OME"):
             return omexml.plane(text, page)
         if text.startswith("ImageJ="):
             return _imagej(text, tags, page)
-        if MICROMANAGER in tags:
-            mm = tags[MICROMANAGER] if page == 0 else _page_tag(fd, page)  # per page
-            return _micromanager(mm) if mm else {}
         return {}
 
 
-def _page_tag(fd: int, page: int) -> str | None:
-    """Page `page`'s Micro-Manager tag, found by walking the IFD chain (bounded)."""
-    size = os.fstat(fd).st_size
+def _ifd_offsets(fd: int, size: int, first: int, count: int) -> list[int]:
+    """Offsets of IFDs first..first+count-1 (fewer if the chain ends), walking the chain
+    once from IFD 0; each step is bounded by the file size."""
     head = os.pread(fd, 16, 0)
     bo, big = check_magic(head)
     off_fmt, cnt_fmt, ent = ("Q", "Q", 20) if big else ("I", "H", 12)
     (ifd,) = struct.unpack_from(bo + off_fmt, head, 8 if big else 4)
     csz, osz = struct.calcsize(cnt_fmt), struct.calcsize(off_fmt)
-    for _ in range(page):
+    out: list[int] = []
+    for page in range(first + count):
+        if ifd == 0:
+            break
+        if page >= first:
+            out.append(ifd)
         (n,) = struct.unpack(bo + cnt_fmt, _read(fd, size, ifd, csz))
         (ifd,) = struct.unpack(bo + off_fmt, _read(fd, size, ifd + csz + n * ent, osz))
-        if ifd == 0:
-            return None
-    value = read_tags(fd, size, ifd).get(MICROMANAGER)
-    return str(value) if value is not None else None
+    return out

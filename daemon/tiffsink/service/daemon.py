@@ -19,6 +19,7 @@ import structlog
 from ..batch import Batcher
 from ..config import Config
 from ..dataset import DatasetWriter
+from ..dataset.meta import set_label
 from ..errors import DatasetIOError
 from ..feed.events import EventQueue
 from ..feed.names import NameFilter
@@ -96,7 +97,7 @@ class Daemon:
         self.root.mkdir(parents=True, exist_ok=True)
         self.log = log.bind()  # bound once: a filtered per-file debug call costs nothing
         self.writer = writer = DatasetWriter(cfg.dataset.directory, cfg.image, cfg.dataset.storage)
-        writer.set_label(cfg.metadata.label)
+        set_label(writer.conn, cfg.metadata.label)
         log.info("dataset.opened", path=str(cfg.dataset.directory), rows=writer.committed)
         # `systemctl kill -s USR1 tiffsink` prints every thread's stack to the journal,
         # even if the interpreter is wedged: for diagnosing a stuck service in place.

@@ -18,6 +18,7 @@ import structlog
 from ..batch import Batcher, Candidate
 from ..config import Config
 from ..dataset import DatasetWriter
+from ..dataset.meta import set_label
 from ..feed.backfill import Backfill
 from ..pipeline import CommitInfo, Pipeline
 from ..pipeline.arena import sweep_stale_arenas
@@ -36,7 +37,7 @@ def ingest(config: Config, sources: list[Path], progress: bool | None = None) ->
     summary.files_total = feed.count()
     sweep_stale_arenas()
     writer = DatasetWriter(config.dataset.directory, config.image, config.dataset.storage)
-    writer.set_label(config.metadata.label)
+    set_label(writer.conn, config.metadata.label)
     bar = Progress(summary, sys.stderr.isatty() if progress is None else progress)
     batcher = Batcher(config.batch.max_files, config.batch.max_wait_ms)
 

@@ -1,0 +1,76 @@
+"""A/B: `tiffsink ingest` of this tree against another git revision, from one run.
+
+  python bench/ab_bench.py REV                  # 600 default-corpus files, 3 rounds each
+  python bench/ab_bench.py HEAD~3 --files 300 --rounds 5
+
+REV is checked out into a temporary git worktree and run from there (PYTHONPATH), the
+working tree from here; rounds alternate on the same warm corpus into fresh npy datasets,
+and the ratio is the medians' (this tree's files/s over REV's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ingest_bench import make_corpus
+
+HERE = Path(__file__).resolve().parent.parent
+
+
+def ingest(tree: Path, corpus: Path, work: Path) -> float:
+    ds = work / "ab-dataset"
+    shutil.rmtree(ds, ignore_errors=True)
+    cfg = work / "ab.toml"
+    cfg.write_text(f'[dataset]\ndirectory = "{ds}"\n[log]\nlevel = "warning"\n')
+    env = {**os.environ, "PYTHONPATH": str(tree / "daemon")}
+    subprocess.run(["sync"], check=True)
+    t0 = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "tiffsink", "ingest", str(corpus), "--config", str(cfg)],
+        check=True, capture_output=True, env=env,
+    )  # fmt: skip
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("rev")
+    ap.add_argument("--files", type=int, default=600)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "tiffsink-bench"))
+    args = ap.parse_args()
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    corpus = make_corpus(work, "uncompressed", args.files, (2048, 2048))[0].parent
+    other = Path(tempfile.mkdtemp(prefix="tiffsink-ab-"))
+    subprocess.run(["git", "-C", str(HERE), "worktree", "add", "--detach", str(other), args.rev],
+                   check=True, capture_output=True)  # fmt: skip
+    try:
+        times: dict[str, list[float]] = {"this": [], args.rev: []}
+        for _ in range(args.rounds):
+            times[args.rev].append(ingest(other, corpus, work))
+            times["this"].append(ingest(HERE, corpus, work))
+    finally:
+        subprocess.run(["git", "-C", str(HERE), "worktree", "remove", "--force", str(other)],
+                       check=False, capture_output=True)  # fmt: skip
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(json.dumps({
+        "files": args.files,
+        "files_per_s": {k: round(args.files / v, 1) for k, v in med.items()},
+        "this_over_rev": round(med[args.rev] / med["this"], 3),
+        "seconds": {k: [round(x, 2) for x in v] for k, v in times.items()},
+    }, indent=2))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
