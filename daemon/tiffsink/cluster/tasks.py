@@ -8,8 +8,7 @@ same rows. Neither touches index.sqlite: the client is its only writer.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +19,8 @@ from ..dataset.formats.atomic import make_dirs, write_atomic
 from ..dataset.rows import fsync_dir
 from ..decode import Decoder, PageInfo
 from ..decode.metadata import MetadataReader
-from ..decode.safeopen import open_source
+from ..decode.readfile import FileRead, read_pages
 from ..errors import DecodeError
-from ..testing import faults
 
 PAGES_PER_CALL = 8
 
@@ -69,55 +67,41 @@ class _GroupDecoder:
         self.outs = [np.empty(spec.row_shape, spec.dtype) for _ in range(per_call)]
 
     def file(self, item: FileItem) -> tuple[FileOutcome, list[bytes]]:
-        """All pages the spec selects; every expected problem is a failed outcome."""
-        size = mtime = -1
-        warning = ""
+        """All pages the spec selects, read as the local workers read them (the same
+        `read_pages`), each encoded at once; every expected problem is a failed outcome."""
+        got = FileRead()
+        pages: list[PageInfo] = []
+        chunks: list[bytes] = []
+        digest, warning = "", ""
         try:
-            keys = self.meta.path_keys(item.path, item.root)
-            if keys is None:
-                if self.meta.config.on_mismatch == "fail":
-                    raise DecodeError(
-                        item.path,
-                        "no_metadata_match",
-                        "path does not match [metadata] path_pattern "
-                        f"{self.meta.config.path_pattern!r}",
-                    )
-                keys = {}
-            fd, st = open_source(item.path, item.root)
-            try:
-                size, mtime = st.st_size, st.st_mtime_ns
-                faults.before_decode(item.path)
-                pages, chunks, digest = self._pages(fd, item.path, size)
-                metas, warn = self.meta.pages(fd, size, 0, len(pages), keys)
-                pages = [replace(p, meta=m) for p, m in zip(pages, metas, strict=True)]
-                warning = warn or ""
-                st2 = os.fstat(fd)
-                if (st2.st_size, st2.st_mtime_ns) != (size, mtime):
-                    raise DecodeError(item.path, "changed_during_read", "size/mtime changed")
-            finally:
-                os.close(fd)
+            while True:
+                version = (got.size, got.mtime_ns) if pages else None
+                read_pages(self.dec, self.meta, item.path, item.root, len(pages), self.outs,
+                           version, got)  # fmt: skip
+                res = got.result
+                assert res is not None
+                digest = res.content_hash or digest
+                warning = warning or got.meta_warning or ""
+                pages += res.pages
+                chunks += [codec.encode(self.outs[i], self.comp) for i in range(len(res.pages))]
+                if not res.pages or len(pages) >= res.pages_total:
+                    break
             if not pages:
                 raise DecodeError(item.path, "corrupt", "page 0 yielded no image")
         except DecodeError as e:
-            return FileOutcome(item.path, size, mtime, reason=e.reason, detail=e.detail), []
+            return self._failed(item, got, e.reason, e.detail)
         except MemoryError as e:
-            return FileOutcome(item.path, size, mtime, reason="out_of_memory", detail=str(e)), []
+            return self._failed(item, got, "out_of_memory", str(e) or "MemoryError")
         except Exception as e:  # a decoder bug costs one file, never the task
-            detail = f"{type(e).__name__}: {e}"
-            return FileOutcome(item.path, size, mtime, reason="decoder_error", detail=detail), []
-        return FileOutcome(item.path, size, mtime, digest, pages, warning=warning), chunks
+            return self._failed(item, got, "decoder_error", f"{type(e).__name__}: {e}")
+        out = FileOutcome(item.path, got.size, got.mtime_ns, digest, pages, warning=warning)
+        return out, chunks
 
-    def _pages(self, fd: int, path: str, size: int) -> tuple[list[PageInfo], list[bytes], str]:
-        pages: list[PageInfo] = []
-        chunks: list[bytes] = []
-        digest = ""
-        while True:
-            res = self.dec.decode(fd, path, size, len(pages), self.outs)
-            digest = res.content_hash or digest
-            pages += res.pages
-            chunks += [codec.encode(self.outs[i], self.comp) for i in range(len(res.pages))]
-            if not res.pages or len(pages) >= res.pages_total:
-                return pages, chunks, digest
+    @staticmethod
+    def _failed(
+        item: FileItem, got: FileRead, reason: str, detail: str
+    ) -> tuple[FileOutcome, list[bytes]]:
+        return FileOutcome(item.path, got.size, got.mtime_ns, reason=reason, detail=detail), []
 
 
 def decode_group(

@@ -19,7 +19,6 @@ import signal
 import sys
 import time
 import traceback
-from dataclasses import replace
 from multiprocessing.connection import Connection
 
 import numpy as np
@@ -28,7 +27,7 @@ from ..config import ImageSpec, MetadataConfig
 from ..dataset.formats.sink import RowSink, SinkSpec
 from ..decode import Decoder
 from ..decode.metadata import MetadataReader
-from ..decode.safeopen import open_source
+from ..decode.readfile import FileRead, read_pages
 from ..errors import DecodeError
 from ..testing import faults
 from .messages import READY, Failure, Result, Task
@@ -69,51 +68,33 @@ def write_rows(
 
 
 def run_task(
-    decoder: Decoder, task: Task, outs: list[np.ndarray], meta: MetadataReader | None = None
+    decoder: Decoder, task: Task, outs: list[np.ndarray], meta: MetadataReader
 ) -> Result | Failure:
     """Decode one task; every expected problem becomes a Failure naming the reason."""
-    size = mtime = -1
     t0 = time.perf_counter()
-    warning = None
+    got = FileRead()
     try:
-        keys = meta.path_keys(task.path, task.root) if meta is not None else {}
-        if keys is None:
-            if meta is not None and meta.config.on_mismatch == "fail":
-                raise DecodeError(
-                    task.path,
-                    "no_metadata_match",
-                    f"path does not match [metadata] path_pattern {meta.config.path_pattern!r}",
-                )
-            keys = {}
-        fd, st = open_source(task.path, task.root)
-        try:
-            size, mtime = st.st_size, st.st_mtime_ns
-            if task.version is not None and task.version != (size, mtime):
-                raise DecodeError(task.path, "changed_during_read", "file changed between pages")
-            faults.before_decode(task.path)
-            res = decoder.decode(fd, task.path, size, task.first_page, outs)
-            if meta is not None and res.pages:
-                metas, warning = meta.pages(fd, size, task.first_page, len(res.pages), keys)
-                res.pages = [replace(p, meta=m) for p, m in zip(res.pages, metas, strict=True)]
-            st2 = os.fstat(fd)
-            if (st2.st_size, st2.st_mtime_ns) != (size, mtime):
-                raise DecodeError(
-                    task.path,
-                    "changed_during_read",
-                    f"size/mtime went from {size}/{mtime} to {st2.st_size}/{st2.st_mtime_ns}",
-                )
-        finally:
-            os.close(fd)
+        read_pages(decoder, meta, task.path, task.root, task.first_page, outs, task.version, got)
     except DecodeError as e:
-        return Failure(task.task_id, size, mtime, e.reason, e.detail)
+        return Failure(task.task_id, got.size, got.mtime_ns, e.reason, e.detail)
     except MemoryError as e:
-        return Failure(task.task_id, size, mtime, "out_of_memory", str(e) or "MemoryError")
+        reason, detail = "out_of_memory", str(e) or "MemoryError"
+        return Failure(task.task_id, got.size, got.mtime_ns, reason, detail)
     except Exception as e:  # a decoder bug must cost one file, never the worker
         detail = f"{type(e).__name__}: {e}"
-        return Failure(task.task_id, size, mtime, "decoder_error", detail)
+        return Failure(task.task_id, got.size, got.mtime_ns, "decoder_error", detail)
+    res = got.result
+    assert res is not None
     ms = (time.perf_counter() - t0) * 1000
     return Result(
-        task.task_id, size, mtime, res.pages_total, res.pages, res.content_hash, ms, warning
+        task.task_id,
+        got.size,
+        got.mtime_ns,
+        res.pages_total,
+        res.pages,
+        res.content_hash,
+        ms,
+        got.meta_warning,
     )
 
 

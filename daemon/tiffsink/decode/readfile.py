@@ -1,0 +1,75 @@
+"""One call of the decode stage as both engines run it: the local pool's workers and the
+Dask tasks. Open the file safely, check its version, decode pages, add their metadata,
+and check that the file did not change meanwhile: so a row is the same whichever engine
+made it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..errors import DecodeError
+from ..testing import faults
+from .decoder import Decoder, DecodeResult
+from .metadata import MetadataReader
+from .safeopen import open_source
+
+
+@dataclass
+class FileRead:
+    """The version read (set as soon as the file is open, so a failure can record it), the
+    pages decoded, and a warning about metadata that could not be read."""
+
+    size: int = -1
+    mtime_ns: int = -1
+    result: DecodeResult | None = None
+    meta_warning: str | None = None
+
+
+def read_pages(
+    decoder: Decoder,
+    meta: MetadataReader,
+    path: str,
+    root: str | None,
+    first_page: int,
+    outs: Sequence[np.ndarray],
+    version: tuple[int, int] | None,
+    got: FileRead,
+) -> FileRead:
+    """Decode pages first_page.. of `path` into `outs`, filling `got`. Raises DecodeError
+    for every expected problem (MemoryError and decoder bugs propagate as they are)."""
+    keys = meta.path_keys(path, root)
+    if keys is None:
+        if meta.config.on_mismatch == "fail":
+            raise DecodeError(
+                path,
+                "no_metadata_match",
+                f"path does not match [metadata] path_pattern {meta.config.path_pattern!r}",
+            )
+        keys = {}
+    fd, st = open_source(path, root)
+    try:
+        got.size, got.mtime_ns = st.st_size, st.st_mtime_ns
+        if version is not None and version != (got.size, got.mtime_ns):
+            raise DecodeError(path, "changed_during_read", "file changed between pages")
+        faults.before_decode(path)
+        res = decoder.decode(fd, path, got.size, first_page, outs)
+        if res.pages:
+            metas, got.meta_warning = meta.pages(fd, got.size, first_page, len(res.pages), keys)
+            res.pages = [replace(p, meta=m) for p, m in zip(res.pages, metas, strict=True)]
+        st2 = os.fstat(fd)
+        if (st2.st_size, st2.st_mtime_ns) != (got.size, got.mtime_ns):
+            raise DecodeError(
+                path,
+                "changed_during_read",
+                f"size/mtime went from {got.size}/{got.mtime_ns} to "
+                f"{st2.st_size}/{st2.st_mtime_ns}",
+            )
+    finally:
+        os.close(fd)
+    got.result = res
+    return got
