@@ -66,6 +66,21 @@ def test_the_image_group_is_valid_ome_zarr_0_5(tmp_path: Path) -> None:
     assert ms.datasets[0].path == "0"
 
 
+def test_ome_zarr_py_reads_it_as_napari_ome_zarr_does(tmp_path: Path) -> None:
+    """ome-zarr-py's Reader (what the napari-ome-zarr plugin calls) finds one multiscale
+    image with our axes, and its data are the rows."""
+    pytest.importorskip("ome_zarr", reason="ome-zarr is installed by the README's set-up")
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Multiscales, Reader
+
+    rows = make(tmp_path, RGB, 5)
+    nodes = list(Reader(parse_url(str(tmp_path / "images.zarr")))())
+    image = next(n for n in nodes if any(isinstance(s, Multiscales) for s in n.specs))
+    assert [a["name"] for a in image.metadata["axes"]] == ["row", "c", "y", "x"]
+    (level0,) = image.data
+    np.testing.assert_array_equal(np.asarray(level0), np.array(rows).transpose(0, 3, 1, 2))
+
+
 def test_zarr_python_reads_the_rows_channels_first(tmp_path: Path) -> None:
     """zarr-python sees shape (N, 3, H, W), dimension names, and the written pixels."""
     rows = make(tmp_path, RGB, 6)

@@ -116,7 +116,13 @@ class _Run:
             if self.stop.requested:
                 self._cancel()
                 return
-            while feed is not None and len(self.decoding) < self.max_groups:
+            # Bounded: decode tasks in flight, and decoded groups waiting for their shard
+            # task (their chunks are in cluster memory) never exceed max_groups each.
+            while (
+                feed is not None
+                and len(self.decoding) < self.max_groups
+                and len(self.writing) < self.max_groups
+            ):
                 group = dict((c.path, c) for c in _take(feed, self.group_files))
                 if not group:
                     feed = None

@@ -62,8 +62,10 @@ class ShardPlanner:
                 skipped += 1
                 chunk += len(o.pages)
                 continue
+            holder = self.current  # the job whose shard holds the file's last page
             for info in o.pages:
-                self.current.records.append(
+                holder = self.current
+                holder.records.append(
                     RowRecord(
                         self.next_row,
                         o.path,
@@ -81,7 +83,7 @@ class ShardPlanner:
                 )
                 self._take(group, chunk)
                 chunk += 1
-            self.current.files_done.append((cand, (o.size, o.mtime_ns), len(o.pages)))
+            holder.files_done.append((cand, (o.size, o.mtime_ns), len(o.pages)))
         return skipped
 
     def _take(self, group: Any, chunk: int) -> None:
