@@ -20,7 +20,9 @@ import pytest
 import tifffile
 
 from tiffsink import open_dataset
+from tiffsink.config import load_config
 from tiffsink.dataset.verify import verify
+from tiffsink.dataset.writer import DatasetWriter
 from tiffsink.testing import faults
 
 from conftest import run_cli, small_sections, tiffsink_cmd, wait_for, write_config
@@ -120,6 +122,31 @@ def test_an_npy_dataset_is_refused_before_any_work(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert 'format = "zarr"' in r.stderr
     assert not (tmp_path / "dn").exists()
+
+
+def test_a_dataset_folder_workers_cannot_write_is_refused(tmp_path: Path) -> None:
+    """The workers' write probe fails (here: tmp/ is a read-only mount): refused, naming
+    the workers and the reason, before any work."""
+    corpus(tmp_path / "src", 2)
+    conf = cfg(tmp_path, "dr")
+    c = load_config(conf)
+    DatasetWriter(c.dataset.directory, c.image, c.dataset.storage).close()  # it exists
+    tmp = tmp_path / "dr" / "tmp"
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(tmp)],
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here ({r.stderr.strip()})")
+    try:
+        r2 = run_cli("ingest", str(tmp_path / "src"), "--config", str(conf), "--scheduler", "local")
+    finally:
+        subprocess.run(["umount", "-l", str(tmp)], check=False)
+    assert r2.returncode == 2, r2.stdout
+    assert "every worker can write" in r2.stderr and "Read-only file system" in r2.stderr
+    with open_dataset(tmp_path / "dr") as ds:
+        assert len(ds) == 0
 
 
 def test_a_bad_scheduler_value_names_the_key(tmp_path: Path) -> None:

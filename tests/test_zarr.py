@@ -272,3 +272,21 @@ def test_export_refuses_to_resume_into_a_copy_of_another_dataset(tmp_path: Path)
     r = run_cli("export", a, b, "--format", "zarr", "--shard-rows", "4", "--compression", ZC)
     assert r.returncode == 2
     assert "row 0 is /other.tif" in r.stderr
+
+
+def test_a_zarr_image_that_cannot_be_created_is_a_clear_error(tmp_path: Path) -> None:
+    """An unwritable tmp/ (a read-only mount) names images.zarr and the reason."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(tmp)],
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here ({r.stderr.strip()})")
+    try:
+        with pytest.raises(DatasetError, match=r"images.zarr: cannot create the zarr image.*"):
+            DatasetWriter(tmp_path, SPEC, ZARR)
+    finally:
+        subprocess.run(["umount", "-l", str(tmp)], check=False)

@@ -98,17 +98,20 @@ def create_in_place(layout: Layout, spec: ImageSpec, storage: Storage) -> None:
         raise DatasetError(layout.zarr / ARRAY / "zarr.json", "missing: not a tiffsink image")
     staging = layout.tmp / layout.zarr.name
     shutil.rmtree(staging, ignore_errors=True)
-    create(staging, spec, storage)
-    for d, _, files in os.walk(staging):
-        for f in files:
-            fd = os.open(Path(d) / f, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fsync_dir(Path(d))
-    os.replace(staging, layout.zarr)
-    fsync_dir(layout.directory)
+    try:
+        create(staging, spec, storage)
+        for d, _, files in os.walk(staging):
+            for f in files:
+                fd = os.open(Path(d) / f, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            fsync_dir(Path(d))
+        os.replace(staging, layout.zarr)
+        fsync_dir(layout.directory)
+    except OSError as e:
+        raise DatasetError(layout.zarr, f"cannot create the zarr image: {e}") from e
 
 
 def load_array_meta(array: Path, spec: ImageSpec, storage: Storage) -> dict[str, Any]:
