@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -42,9 +42,9 @@ _HASH_CHUNK = 8 << 20
 _CHUNK = 8  # pages per Decoder.decode call in decode_file, like a worker's slots
 
 
-@dataclass(frozen=True)
-class PageInfo:
-    """The SOURCE page's geometry (the row's geometry is the spec's)."""
+class PageInfo(NamedTuple):
+    """The SOURCE page's geometry (the row's geometry is the spec's), and what the page
+    shows. A NamedTuple: one crosses the worker pipe per page (see pipeline/messages)."""
 
     page: int
     height: int

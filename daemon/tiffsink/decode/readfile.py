@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -60,7 +60,7 @@ def read_pages(
         res = decoder.decode(fd, path, got.size, first_page, outs)
         if res.pages:
             metas, got.meta_warning = meta.pages(fd, got.size, first_page, len(res.pages), keys)
-            res.pages = [replace(p, meta=m) for p, m in zip(res.pages, metas, strict=True)]
+            res.pages = [p._replace(meta=m) for p, m in zip(res.pages, metas, strict=True)]
         st2 = os.fstat(fd)
         if (st2.st_size, st2.st_mtime_ns) != (got.size, got.mtime_ns):
             raise DecodeError(

