@@ -90,9 +90,9 @@ class Arrivals:
         self.thread.join(120)
 
 
-def torture(tmp_path: Path, kills: int, seed: int) -> None:
+def torture(tmp_path: Path, kills: int, seed: int, fmt: str = "npy") -> None:
     rng = random.Random(seed)
-    d = DaemonProc(tmp_path)
+    d = DaemonProc(tmp_path, dataset={"format": fmt, "shard_rows": 4})
     arrivals = Arrivals(d.inbox, n=max(60, kills * 3), seed=seed).start()
     for _ in range(kills):
         d.start(wait_ready=rng.random() < 0.7)  # sometimes kill during start-up
@@ -114,9 +114,10 @@ def test_kill_minus_nine_torture(tmp_path: Path) -> None:
 
 
 @pytest.mark.soak
-def test_kill_minus_nine_soak(tmp_path: Path) -> None:
-    """The same, for 300 kills (run with --soak)."""
-    torture(tmp_path, kills=300, seed=2)
+@pytest.mark.parametrize("fmt", ["npy", "zarr"])
+def test_kill_minus_nine_soak(tmp_path: Path, fmt: str) -> None:
+    """The same, for 300 kills (run with --soak), in either format."""
+    torture(tmp_path, kills=300, seed=2, fmt=fmt)
 
 
 @pytest.mark.parametrize("fmt", ["npy", "zarr"])
