@@ -214,3 +214,16 @@ def test_chromium_renders_the_page_thumbnails_and_row_count(tmp_path: Path) -> N
     finally:
         browser.quit()
         d.stop()
+
+
+def test_a_port_already_taken_stops_the_start_naming_the_key(tmp_path: Path) -> None:
+    """Two instances on one port: the second exits 2, naming metrics.listen."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        d = DaemonProc(tmp_path, metrics={"listen": f"127.0.0.1:{port}"})
+        d.start(wait_ready=False)
+        assert d.wait(60) == 2
+    log = d.log_path.read_text()
+    assert f"metrics.listen: cannot listen on 127.0.0.1:{port}" in log
