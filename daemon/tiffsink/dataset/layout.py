@@ -57,10 +57,6 @@ class Layout:
             return "zarr"
         return None
 
-    def rows_path(self) -> Path:
-        """The rows of this dataset as they are on disk (images.npy if neither is)."""
-        return self.zarr if self.format() == "zarr" else self.images
-
     @property
     def index(self) -> Path:
         return self.directory / INDEX
