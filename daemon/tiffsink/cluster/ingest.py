@@ -12,6 +12,7 @@ killed client leaves at most shards past the committed rows, which the next run 
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
 from collections import deque
@@ -71,6 +72,7 @@ def cluster_ingest(
             log.info("cluster.ready", scheduler=scheduler, workers=n, rows=writer.committed)
             run = _Run(client, config, writer, summary, bar, stop, n)
             run.drive(feed.candidates(writer.lookup.known, run.on_skip))
+            publish_snapshot(writer)  # once at the end, for readers on other hosts
     finally:
         writer.close()
         bar.close()
@@ -123,7 +125,7 @@ class _Run:
                 and len(self.decoding) < self.max_groups
                 and len(self.writing) < self.max_groups
             ):
-                group = dict((c.path, c) for c in _take(feed, self.group_files))
+                group = {c.path: c for c in itertools.islice(feed, self.group_files)}
                 if not group:
                     feed = None
                     break
@@ -208,14 +210,10 @@ class _Run:
                 0.0,
                 job.records[0].row if job.records else 0,
             )
-            self.bar.update(self.summary.add(info))
-            job.parts = []  # the groups' chunks may now leave cluster memory
-            job.future = None
+            self.bar.update(self.summary.add(info))  # the job, and its chunks, are let go
             if time.monotonic() - self.snapshot_at > SNAPSHOT_EVERY_S:
                 publish_snapshot(self.writer)
                 self.snapshot_at = time.monotonic()
-        if not self.writing and not self.decoding:
-            publish_snapshot(self.writer)
 
     def _cancel(self) -> None:
         """Ctrl-C: cancel every task; nothing uncommitted is ever visible."""
@@ -224,12 +222,3 @@ class _Run:
         self.client.cancel(futs)
         self.decoding.clear()
         self.writing.clear()
-
-
-def _take(it: Iterator[Candidate], n: int) -> list[Candidate]:
-    out = []
-    for c in it:
-        out.append(c)
-        if len(out) == n:
-            break
-    return out

@@ -139,7 +139,7 @@ def write_shard(plan: ShardPlan, parts: list[tuple[GroupResult, int, int]]) -> i
 
     Returns how many chunks it holds. Atomic (tmp, fsync, rename, fsync the folders), so
     running it twice, or after a crash, is harmless."""
-    path = Path(plan.array).joinpath("c", str(plan.index), *["0"] * (plan.ndim - 1))
+    path = shard.path(Path(plan.array), plan.index, plan.ndim)
     chunks: list[shard.Buffer] = []
     if plan.keep:
         old = shard.parse(path.read_bytes(), plan.rows_per_shard)

@@ -55,12 +55,9 @@ class Dataset(RowMeta):
             raise DatasetError(self.directory, "dataset is still being created (no meta yet)")
         # The key `ds[i]` pairs with each image: asked for, else [metadata] label.
         self.label = label if label is not None else (self.info.get("label") or None)
-        image = self.info["image"]
-        self.dtype = np.dtype(image["dtype"]).newbyteorder("<")
-        c = int(image["channels"])
-        h, w = int(image["height"]), int(image["width"])
-        self.row_shape: tuple[int, ...] = (h, w) if c == 1 else (h, w, c)
         self.spec, self.storage = spec_from_meta(self.info), storage_from_meta(self.info)
+        self.dtype = np.dtype(self.spec.dtype).newbyteorder("<")
+        self.row_shape: tuple[int, ...] = self.spec.row_shape
         self.format = self.storage.format
         self._shards: ShardReader | None = None
         # npy: a read-only memmap (N, H, W[, C]). zarr: the zarr array (N, [C,] H, W).

@@ -1,14 +1,14 @@
 """What each row shows: acquisition metadata from the file, and keys from its path.
 
-Read in the worker, next to the decode, from IFD 0's few descriptive tags (one small
-pread: the decode's fast path is untouched) and, for the planes of a multi-page file,
+Read in the worker, next to the decode, from IFD 0's few descriptive tags (a few small
+preads: the decode's fast path is untouched) and, for the planes of a multi-page file,
 from the layout the file declares:
   - OME-XML (ImageDescription): per Plane z/c/t, DeltaT, ExposureTime, stage position;
     channel names; PhysicalSizeX/Y; AcquisitionDate;
   - ImageJ (ImageDescription "ImageJ=..."): channels/slices/frames in CZT order,
     spacing, unit and finterval;
-  - Micro-Manager (tag 51123, JSON per page): indices, channel, elapsed time, exposure,
-    stage and pixel size;
+  - Micro-Manager (tag 51123, JSON in every page's IFD, the chain walked once per task):
+    indices, channel, elapsed time, exposure, stage and pixel size;
   - standard tags: DateTime, X/YResolution with ResolutionUnit, Make, Model, Software.
 Metadata never costs a file: whatever cannot be read is left out, with one warning.
 Path keys (`[metadata] path_pattern`) win over the file's for the same key.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Sequence
+from pathlib import Path
 
 import google_crc32c
 import numpy as np
@@ -25,6 +26,12 @@ CRC_BYTES = 4
 
 class ShardError(ValueError):
     """A shard object that is not what this module writes (torn, or not a shard)."""
+
+
+def path(array: Path, s: int, ndim: int) -> Path:
+    """Where shard `s` of an `ndim`-dimensional array lives (Zarr's default "c/" key
+    encoding; only the row axis has more than one shard)."""
+    return array.joinpath("c", str(s), *["0"] * (ndim - 1))
 
 
 def index_bytes(n_chunks: int) -> int:

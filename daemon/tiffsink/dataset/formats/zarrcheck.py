@@ -47,7 +47,7 @@ def check_zarr(
     last = (n - 1) // S if n else -1
     ndim = len(doc["shape"])
     for s in range(last + 1):
-        path = array.joinpath("c", str(s), *["0"] * (ndim - 1))
+        path = shard.path(array, s, ndim)
         want = S if s < last else n - s * S
         try:
             present = shard.read_present(path, S)

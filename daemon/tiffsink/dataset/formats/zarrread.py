@@ -31,7 +31,7 @@ class ShardReader:
         self._tables: dict[int, np.ndarray] = {}  # full shards' (offset, nbytes) tables
 
     def _path(self, s: int) -> Path:
-        return self.array.joinpath("c", str(s), *["0"] * (self.ndim - 1))
+        return shard.path(self.array, s, self.ndim)
 
     def _table(self, s: int, fd: int) -> np.ndarray:
         table = self._tables.get(s)

@@ -48,6 +48,7 @@ class ZarrStore(RowStore):
         self._staged: tuple[int, list[Buffer]] = (0, [])  # (rows, tail) once made durable
         self.epoch = 0  # the row whose slot is at offset 0 of pending.rows
         self._buf = bytearray()  # slots read back at commit, reused
+        self._freed_to = 0  # committed slots below this offset are deallocated
         layout.tmp.mkdir(exist_ok=True)
         if not (self.array / "zarr.json").is_file():
             ome.create_in_place(layout, spec, storage)
@@ -58,7 +59,7 @@ class ZarrStore(RowStore):
         return int(self.meta["shape"][0])
 
     def shard_path(self, s: int) -> Path:
-        return self.array.joinpath("c", str(s), *["0"] * (self.ndim - 1))
+        return shard.path(self.array, s, self.ndim)
 
     # -- recovery -------------------------------------------------------------------
     def recover(self, n: int) -> None:
@@ -130,6 +131,7 @@ class ZarrStore(RowStore):
         """No row is pending: the slots start over at offset 0."""
         os.ftruncate(self.pending_fd, 0)
         self.epoch = committed
+        self._freed_to = 0  # slots below this offset are deallocated already
 
     def has_pending(self, committed: int) -> bool:
         return os.fstat(self.pending_fd).st_size > 0
@@ -175,8 +177,10 @@ class ZarrStore(RowStore):
             write_atomic(self.layout.tmp, dest, shard.build_parts(chunks, self.S))
             dirs.add(dest.parent)
             row += take
-            # The partial last shard's chunks outlive the read buffer: copy them.
-            tail = [bytes(c) for c in chunks] if len(chunks) < self.S else []
+            # The partial last shard's new chunks outlive the read buffer: copy them (the
+            # old tail is bytes already, and is not copied again at every commit).
+            tail = [c if isinstance(c, bytes) else bytes(c) for c in chunks]
+            tail = tail if len(chunks) < self.S else []
         for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
             fsync_dir(d)
         self._staged = (end, tail)
@@ -196,6 +200,7 @@ class ZarrStore(RowStore):
             self.tail = staged_tail
         else:  # the shards were written by others (the cluster's tasks): read the tail
             self.tail = self._read_tail(n)
-        with contextlib.suppress(OSError):
-            start = max(0, self.offset(min(n, self.epoch)))
-            punch_hole(self.pending_fd, start, self.offset(n) - start)
+        with contextlib.suppress(OSError):  # where unsupported, cut_pending frees them
+            end = self.offset(n)
+            punch_hole(self.pending_fd, self._freed_to, end - self._freed_to)
+            self._freed_to = end
