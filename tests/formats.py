@@ -14,6 +14,8 @@ import zarr
 
 from tiffsink.config import ImageSpec, Storage
 from tiffsink.dataset import header as npyhead
+from tiffsink.dataset.formats.dense import DenseShards
+from tiffsink.dataset.formats.sink import RowSink
 from tiffsink.dataset.layout import Layout
 from tiffsink.dataset.writer import DatasetWriter
 
@@ -44,6 +46,12 @@ def leftover(directory: Path, spec: ImageSpec, storage: Storage, n: int) -> list
     if lay.pending.exists() and lay.pending.stat().st_size:
         out.append(f"pending.rows holds {lay.pending.stat().st_size} bytes")
     out += [f"tmp/{e}" for e in os.listdir(lay.tmp)]
+    if storage.compression == "none" and n % storage.shard_rows:
+        ndim = 1 + len(spec.row_shape)
+        shards = DenseShards(lay.zarr / "0", storage.shard_rows, spec.row_bytes, ndim)
+        s, k = divmod(n, storage.shard_rows)
+        if shards.is_dense(s) and shards.data_after(s, k):
+            out.append(f"shard {s} holds bytes past its {k} committed rows")
     cdir = lay.zarr / "0" / "c"
     last = (n - 1) // storage.shard_rows if n else -1
     if cdir.is_dir():
@@ -52,9 +60,14 @@ def leftover(directory: Path, spec: ImageSpec, storage: Storage, n: int) -> list
 
 
 def tear(w: DatasetWriter, nbytes: int) -> None:
-    """A worker killed mid-write: a prefix of garbage in the next pending slot."""
+    """A worker killed mid-write: a prefix of garbage in the next pending slot, written
+    the way a worker writes."""
     nbytes = min(nbytes, w.store.slot_bytes - 1)
-    os.pwrite(w.store.pending_fd, b"\xab" * nbytes, w.offset(w.cursor))
+    sink = RowSink(w.store.sink())
+    try:
+        sink.write(w.offset(w.cursor), memoryview(b"\xab" * nbytes))
+    finally:
+        sink.close()
 
 
 def tear_publish(w: DatasetWriter, n: int, cut: int) -> None:

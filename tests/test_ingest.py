@@ -222,17 +222,23 @@ def test_status_json_reports_rows(tmp_path: Path) -> None:
     assert (st["rows"], st["failures"], st["writer_pid"]) == (3, {"empty": 1}, None)
 
 
+@pytest.mark.parametrize(
+    "storage",
+    [{"format": "npy"}, {"format": "zarr", "compression": "none", "shard_rows": 4}],
+    ids=["npy", "zarr-in-place"],
+)
 def test_worker_killed_mid_row_write_never_commits_a_torn_row(
-    tmp_path: Path, no_shm_leak: None
+    tmp_path: Path, no_shm_leak: None, storage: dict[str, object]
 ) -> None:
-    """A worker SIGKILLed halfway through writing a row (twice: the retry too) leaves that
-    row torn on disk, uncommitted: every committed row is whole and equals its source's
-    decode, the file is one failure, and verify finds the dataset consistent."""
+    """A worker SIGKILLed halfway through writing a row at its final place (twice: the
+    retry too) leaves that row torn on disk, uncommitted: every committed row is whole and
+    equals its source's decode, the file is one failure, and verify finds the dataset
+    consistent."""
     src = tmp_path / "src"
     good = make_files(src, 30)
     victim = src / "victim_file.tif"
     victim.write_bytes(good[0].read_bytes())
-    cfg = config(tmp_path, workers={"count": 2})
+    cfg = config(tmp_path, workers={"count": 2}, dataset=storage)
     r = run_cli("ingest", str(src), "--config", str(cfg), env=faults.spec(torn_write="victim"))
     assert r.returncode == 0, r.stderr
     rows = check_rows(tmp_path / "dataset", spec_of(cfg))  # every row against decode_file

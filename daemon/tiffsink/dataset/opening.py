@@ -14,6 +14,7 @@ from ..errors import DatasetError
 from . import index
 from .formats.base import RowStore
 from .formats.npy import NpyStore
+from .formats.zarrdense import DenseZarrStore
 from .formats.zarrv3 import ZarrStore
 from .layout import Layout
 from .meta import check_spec, new_meta
@@ -38,7 +39,9 @@ def open_store(
                 f"{storage.format!r}; refusing to guess",
             )
     store: RowStore
-    if storage.format == "zarr":
+    if storage.format == "zarr" and storage.compression == "none":
+        store = DenseZarrStore(layout, spec, storage)
+    elif storage.format == "zarr":
         store = ZarrStore(layout, spec, storage)
     else:
         store = NpyStore(layout, spec, storage)

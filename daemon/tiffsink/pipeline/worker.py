@@ -59,7 +59,7 @@ def write_rows(
     try:
         for i in range(len(out.pages)):
             payload = sink.payload(slots[task.slots[i]])
-            faults.before_row_write(task.path, sink.fd, task.offsets[i], len(payload))
+            faults.before_row_write(task.path, sink.write, task.offsets[i], len(payload))
             sink.write(task.offsets[i], payload)
     except OSError as e:
         reason = "dataset_full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "dataset_io_error"

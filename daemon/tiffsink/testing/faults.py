@@ -19,6 +19,7 @@ import ctypes
 import os
 import signal
 import time
+from collections.abc import Callable
 
 CRASH_POINTS = (
     "after_data_write",
@@ -76,10 +77,12 @@ def before_decode(path: str) -> None:
         raise MemoryError(f"injected out-of-memory on {name}")
 
 
-def before_row_write(path: str, fd: int, offset: int, row_bytes: int) -> None:
+def before_row_write(
+    path: str, write: Callable[[int, memoryview], None], offset: int, row_bytes: int
+) -> None:
     """In a worker, just before writing a row of `path`: die halfway through it if armed."""
     if _ARMED and (m := _ARMED.get("torn_write")) and m in os.path.basename(path):
-        os.pwrite(fd, b"\xab" * (row_bytes // 2), offset)  # half the row, then a power cut
+        write(offset, memoryview(b"\xab" * (row_bytes // 2)))  # half the row, then a power cut
         os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -20,9 +20,11 @@ from .shard import Buffer
 _IOV_MAX = 1024  # buffers per writev (Linux's UIO_MAXIOV)
 
 
-def write_atomic(tmp_dir: Path, dest: Path, data: Buffer | Sequence[Buffer]) -> None:
+def write_atomic(
+    tmp_dir: Path, dest: Path, data: Buffer | Sequence[Buffer], durable: bool = True
+) -> None:
     """Replace `dest` with `data` (one buffer, or several written in order, uncopied):
-    write a temporary file, fsync it, rename it over."""
+    write a temporary file, fsync it (unless not `durable`), rename it over."""
     if isinstance(data, bytes | bytearray | memoryview):
         parts = [memoryview(data)]
     else:
@@ -32,7 +34,8 @@ def write_atomic(tmp_dir: Path, dest: Path, data: Buffer | Sequence[Buffer]) -> 
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
             _write_all(fd, parts)
-            os.fsync(fd)  # a failed fsync is never retried: the next attempt is a new file
+            if durable:
+                os.fsync(fd)  # a failed fsync is never retried: the next attempt is a new file
         finally:
             os.close(fd)
         os.replace(tmp, dest)

@@ -16,11 +16,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from ...config import ImageSpec, Storage
 from ...errors import DatasetError
 from ..layout import ARRAY, Layout
 from ..rows import fsync_dir
 from .codec import chunk_shape, zarr_compressors
+
+log = structlog.get_logger("tiffsink")
 
 
 def axes(spec: ImageSpec) -> list[dict[str, str]]:
@@ -114,14 +118,28 @@ def create_in_place(layout: Layout, spec: ImageSpec, storage: Storage) -> None:
         raise DatasetError(layout.zarr, f"cannot create the zarr image: {e}") from e
 
 
-def load_array_meta(array: Path, spec: ImageSpec, storage: Storage) -> dict[str, Any]:
-    """The array's zarr.json, refused (naming the keys) unless it is the one we would make."""
+def load_array_meta(
+    array: Path, spec: ImageSpec, storage: Storage, rebuild_torn: bool = False
+) -> dict[str, Any]:
+    """The array's zarr.json, refused (naming the keys) unless it is the one we would make.
+
+    With `rebuild_torn` (the writer, which raises the shape to the index's count next), a
+    zarr.json that is not JSON is rebuilt with 0 rows: its shape rewrites are not fsynced
+    (it must equal the template anyway, and the shape is the index's count), so after a
+    power cut it may be empty.
+    """
     where = array / "zarr.json"
+    template = array_template(spec, storage)
     try:
         doc: dict[str, Any] = json.loads(where.read_bytes())
-    except (OSError, ValueError) as e:
+    except ValueError as e:
+        if not rebuild_torn:
+            raise DatasetError(where, f"unreadable: {e}") from e
+        log.warning("dataset.zarr_json_rebuilt", path=str(where), detail=str(e))
+        return template
+    except OSError as e:
         raise DatasetError(where, f"unreadable: {e}") from e
-    diffs = same_layout(doc, array_template(spec, storage))
+    diffs = same_layout(doc, template)
     if diffs:
         raise DatasetError(where, f"differs from the dataset's spec in {', '.join(diffs)}")
     return doc

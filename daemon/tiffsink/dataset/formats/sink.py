@@ -1,8 +1,9 @@
 """The worker's side of a dataset: write one decoded page into its reserved pending slot.
 
-The supervisor reserves a row and tells the worker the byte offset of its slot; the
+The supervisor reserves a row and tells the worker the byte address of its slot; the
 format decides what a slot holds. npy: the raw row, at its final place in images.npy.
-zarr: the row's encoded inner chunk, length first, in `pending.rows`; the commit
+Uncompressed zarr: the row's chunk, at its final place in its shard (`dense.py`).
+Compressed zarr: the row's encoded chunk, length first, in `pending.rows`; the commit
 assembles shards from those slots. Compression thus runs in the workers, on every core,
 and the supervisor never touches pixels.
 """
@@ -11,21 +12,24 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ...config import ImageSpec, Storage
 from . import codec
+from .dense import DenseShards
 
 
 @dataclass(frozen=True)
 class SinkSpec:
     """What a worker needs to write pending rows (picklable: it is sent at spawn)."""
 
-    path: str
+    path: str  # the file of pending slots, or (uncompressed zarr) the array's folder
     storage: Storage
     row_bytes: int
+    ndim: int = 0  # uncompressed zarr: the array's dimensions (where shard files go)
 
 
 def as_page(data: np.ndarray | bytes, spec: ImageSpec) -> np.ndarray:
@@ -37,27 +41,41 @@ def as_page(data: np.ndarray | bytes, spec: ImageSpec) -> np.ndarray:
 
 
 class RowSink:
-    """A worker's own descriptor on the pending rows' file."""
+    """A worker's way into the pending rows: one descriptor on the pending file, or the
+    shard files of an uncompressed zarr array (opened per write)."""
 
     def __init__(self, spec: SinkSpec) -> None:
-        self.fd = os.open(spec.path, os.O_WRONLY | os.O_CLOEXEC)
-        self.zarr = spec.storage.format == "zarr"
-        self.codec: Any = codec.compressor(spec.storage) if self.zarr else None
-        self.slot_bytes = codec.slot_bytes(spec.row_bytes) if self.zarr else spec.row_bytes
+        st = spec.storage
+        self.zarr = st.format == "zarr"
+        self.shards = (
+            DenseShards(Path(spec.path), st.shard_rows, spec.row_bytes, spec.ndim)
+            if self.zarr and st.compression == "none"
+            else None
+        )
+        self.fd = -1 if self.shards else os.open(spec.path, os.O_WRONLY | os.O_CLOEXEC)
+        self.codec: Any = codec.compressor(st) if self.zarr else None
+        self.framed = self.zarr and self.shards is None  # slots hold length + chunk
+        self.slot_bytes = codec.slot_bytes(spec.row_bytes) if self.framed else spec.row_bytes
 
     def payload(self, page: np.ndarray) -> memoryview:
         """The bytes the slot of this page holds."""
         if not self.zarr:
             return page.data.cast("B")
+        if not self.framed:
+            return codec.to_chunk(page).data.cast("B")
         data = codec.encode(page, self.codec)
         if codec.LENGTH.size + len(data) > self.slot_bytes:
             raise ValueError(f"encoded row of {len(data)} bytes exceeds its pending slot")
         return memoryview(codec.LENGTH.pack(len(data)) + data)
 
-    def write(self, offset: int, payload: memoryview) -> None:
+    def write(self, address: int, payload: memoryview) -> None:
+        if self.shards is not None:
+            self.shards.write(payload, address)
+            return
         while payload:
-            n = os.pwrite(self.fd, payload, offset)
-            payload, offset = payload[n:], offset + n
+            n = os.pwrite(self.fd, payload, address)
+            payload, address = payload[n:], address + n
 
     def close(self) -> None:
-        os.close(self.fd)
+        if self.fd >= 0:
+            os.close(self.fd)

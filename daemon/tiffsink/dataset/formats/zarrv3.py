@@ -52,7 +52,12 @@ class ZarrStore(RowStore):
         layout.tmp.mkdir(exist_ok=True)
         if not (self.array / "zarr.json").is_file():
             ome.create_in_place(layout, spec, storage)
-        self.meta: dict[str, Any] = ome.load_array_meta(self.array, spec, storage)
+        self.meta: dict[str, Any] = ome.load_array_meta(
+            self.array, spec, storage, rebuild_torn=True
+        )
+        self._open_pending()
+
+    def _open_pending(self) -> None:
         self.pending_fd = os.open(self.pending_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
     def claimed_rows(self) -> int:
@@ -65,6 +70,15 @@ class ZarrStore(RowStore):
     def recover(self, n: int) -> None:
         """Cut shards past the committed rows, rewrite a last shard holding uncommitted
         chunks, raise a lagging shape, and empty the pending slots."""
+        claimed = self._cut_beyond(n)
+        self._recover_last(n)
+        if claimed != n:
+            self.publish(n)
+        self.cut_pending(n)
+
+    def _cut_beyond(self, n: int) -> int:
+        """Empty tmp/, refuse a shape past the index, delete shards past the committed
+        rows; returns the shape zarr.json claims."""
         for stale in self.layout.tmp.iterdir():
             if stale.is_dir():
                 shutil.rmtree(stale)
@@ -84,13 +98,14 @@ class ZarrStore(RowStore):
                 shutil.rmtree(cdir / e, ignore_errors=True)
             if beyond:
                 fsync_dir(cdir)
+        return claimed
+
+    def _recover_last(self, n: int) -> None:
+        """The last shard holds exactly its committed chunks (in memory too: the tail)."""
         self.tail = self._recover_tail(n) if n % self.S else []
         if n and not n % self.S:
-            self._check_full(last)
+            self._check_full((n - 1) // self.S)
         self._staged = (n, self.tail)
-        if claimed != n:
-            self.publish(n)
-        self.cut_pending(n)
 
     def _read_shard(self, s: int) -> list[bytes | None]:
         where = self.shard_path(s)
@@ -187,14 +202,7 @@ class ZarrStore(RowStore):
 
     def publish(self, n: int) -> None:
         """Raise zarr.json's shape to `n` rows (atomically); free the committed slots."""
-        self.meta["shape"][0] = n
-        data = json.dumps(self.meta, indent=2).encode()
-        try:
-            write_atomic(self.layout.tmp, self.array / "zarr.json", data)
-        except DatasetFullError as e:
-            # The rows are committed already: not retryable; recovery raises the shape.
-            raise OSError(errno.ENOSPC, str(e)) from e
-        fsync_dir(self.array)
+        self._publish_shape(n)
         staged_n, staged_tail = self._staged
         if staged_n == n:
             self.tail = staged_tail
@@ -204,3 +212,15 @@ class ZarrStore(RowStore):
             end = self.offset(n)
             punch_hole(self.pending_fd, self._freed_to, end - self._freed_to)
             self._freed_to = end
+
+    def _publish_shape(self, n: int) -> None:
+        self.meta["shape"][0] = n
+        data = json.dumps(self.meta, indent=2).encode()
+        try:
+            # Not fsynced: the index is the truth, and recovery raises a lagging shape (or
+            # rebuilds a zarr.json a power cut left empty). Renamed, so readers see the
+            # old shape or the new one.
+            write_atomic(self.layout.tmp, self.array / "zarr.json", data, durable=False)
+        except DatasetFullError as e:
+            # The rows are committed already: not retryable; recovery raises the shape.
+            raise OSError(errno.ENOSPC, str(e)) from e
