@@ -88,7 +88,7 @@ class Storage:
 
     format: str = "npy"
     shard_rows: int = 64  # zarr: rows per shard object (one row per chunk inside it)
-    compression: str = "zstd"  # zarr: the codec of each row chunk (workers encode)
+    compression: str = "none"  # zarr: the codec of each row chunk (workers encode)
     compression_level: int = 1
 
     def identity(self) -> dict[str, Any]:
@@ -105,7 +105,7 @@ class DatasetConfig:
     directory: Path = Path("dataset")
     format: str = "npy"
     shard_rows: int = 64
-    compression: str = "zstd"
+    compression: str = "none"
     compression_level: int = 1
 
     @property
