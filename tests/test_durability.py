@@ -90,9 +90,18 @@ class Arrivals:
         self.thread.join(120)
 
 
+# Every way rows reach the disk: npy, uncompressed zarr (rows written in place) and
+# compressed zarr (shards rewritten whole).
+FORMATS: dict[str, dict[str, object]] = {
+    "npy": {"format": "npy"},
+    "zarr": {"format": "zarr", "compression": "none"},
+    "zarr-zstd": {"format": "zarr", "compression": "zstd"},
+}
+
+
 def torture(tmp_path: Path, kills: int, seed: int, fmt: str = "npy") -> None:
     rng = random.Random(seed)
-    d = DaemonProc(tmp_path, dataset={"format": fmt, "shard_rows": 4})
+    d = DaemonProc(tmp_path, dataset={**FORMATS[fmt], "shard_rows": 4})
     arrivals = Arrivals(d.inbox, n=max(60, kills * 3), seed=seed).start()
     for _ in range(kills):
         d.start(wait_ready=rng.random() < 0.7)  # sometimes kill during start-up
@@ -114,13 +123,13 @@ def test_kill_minus_nine_torture(tmp_path: Path) -> None:
 
 
 @pytest.mark.soak
-@pytest.mark.parametrize("fmt", ["npy", "zarr"])
+@pytest.mark.parametrize("fmt", list(FORMATS))
 def test_kill_minus_nine_soak(tmp_path: Path, fmt: str) -> None:
     """The same, for 300 kills (run with --soak), in either format."""
     torture(tmp_path, kills=300, seed=2, fmt=fmt)
 
 
-@pytest.mark.parametrize("fmt", ["npy", "zarr"])
+@pytest.mark.parametrize("fmt", list(FORMATS))
 @pytest.mark.parametrize("point", faults.CRASH_POINTS)
 def test_failpoint_recovers_without_loss_or_double(tmp_path: Path, point: str, fmt: str) -> None:
     """Dying at each step of the commit protocol recovers to every file exactly once,
@@ -130,7 +139,7 @@ def test_failpoint_recovers_without_loss_or_double(tmp_path: Path, point: str, f
         tmp_path,
         env=faults.spec(crash_at=point),
         sources={"after_ingest": "move", "done_directory": str(done)},
-        dataset={"format": fmt},
+        dataset=FORMATS[fmt],
     )
     paths = [d.inbox / f"f{i}.tif" for i in range(3)]
     for i, p in enumerate(paths):
@@ -173,14 +182,14 @@ def small_fs(tmp_path: Path):  # type: ignore[no-untyped-def]
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-@pytest.mark.parametrize("fmt", ["npy", "zarr"])
+@pytest.mark.parametrize("fmt", list(FORMATS))
 def test_disk_full_pauses_then_resumes_with_nothing_lost(
     tmp_path: Path, small_fs: Path, fmt: str
 ) -> None:
     """ENOSPC: nothing torn is committed, the daemon says so, and resumes when space returns."""
     d = DaemonProc(
         tmp_path,
-        dataset={"directory": str(small_fs / "dataset"), "format": fmt, "compression": "none"},
+        dataset={"directory": str(small_fs / "dataset"), **FORMATS[fmt]},
         image={"height": 128, "width": 128},
     )
     d.start()
@@ -245,14 +254,14 @@ def eio_shim(tmp_path: Path) -> Path:
     return lib
 
 
-@pytest.mark.parametrize("fmt", ["npy", "zarr"])
+@pytest.mark.parametrize("fmt", list(FORMATS))
 def test_eio_from_fsync_exits_75_and_restart_recovers(
     tmp_path: Path, eio_shim: Path, fmt: str
 ) -> None:
     """EIO from fsync is not retried: exit 75, a clear log; the restart loses nothing."""
     trigger = tmp_path / "fail-fsync-now"
     env = {"LD_PRELOAD": str(eio_shim), "TIFFSINK_TEST_EIO": str(trigger)}
-    d = DaemonProc(tmp_path, env=env, dataset={"format": fmt}).start()
+    d = DaemonProc(tmp_path, env=env, dataset=FORMATS[fmt]).start()
     first = [d.inbox / f"ok{i}.tif" for i in range(3)]
     for i, p in enumerate(first):
         p.write_bytes(tiff_bytes(source_array(i)))
