@@ -66,7 +66,7 @@ def test_result_lands_in_the_slot_the_task_named(src: Path) -> None:
 
 def test_capacity_is_queue_depth_per_worker(src: Path) -> None:
     """Each worker takes QUEUE_DEPTH tasks; a full pool refuses another submit."""
-    pool = Pool(SPEC, workers=2, slots_per_worker=4, timeout_s=30)
+    pool = Pool(SPEC, workers=2, slots_per_worker=QUEUE_DEPTH, timeout_s=30)
     try:
         assert pool.capacity == 2 * QUEUE_DEPTH
         for i in range(2 * QUEUE_DEPTH):
@@ -96,6 +96,60 @@ def test_crash_is_reported_replaced_and_the_task_behind_it_resubmitted(
         assert "signal" in lost[0].detail
         assert [(t.task_id, type(out)) for t, out in done] == [(2, Result)]
         assert pool.handles[0].proc.pid != first_pid
+    finally:
+        pool.close()
+
+
+def test_a_crash_inside_a_bundle_costs_only_the_task_it_was_on(
+    src: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tasks sent in one message: the worker dies on the third; its heartbeat names it, so
+    only that task is lost, and the two before it (done, answer lost with the worker) and
+    the two after it are answered by the replacement."""
+    monkeypatch.setenv(faults.ENV, "segv=victim")
+    pool = Pool(SPEC, workers=1, slots_per_worker=5, timeout_s=30)
+    try:
+        names = ["good.tif", "good.tif", "victim.tif", "good.tif", "good.tif"]
+        for i, name in enumerate(names):
+            pool.submit(task(i + 1, src / name, i))
+        done, lost = collect(pool, 5)
+        assert [(lo.task.task_id, lo.reason) for lo in lost] == [(3, "decoder_crash")]
+        assert sorted(t.task_id for t, out in done if isinstance(out, Result)) == [1, 2, 4, 5]
+    finally:
+        pool.close()
+
+
+def test_a_bundle_slower_than_the_timeout_is_not_a_hang(
+    src: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The timeout is per task, counted from the heartbeat: a bundle of three tasks of a
+    second each runs past a 1.5 s timeout in all, and every task completes."""
+    monkeypatch.setenv(faults.ENV, "slow=good")
+    pool = Pool(SPEC, workers=1, slots_per_worker=3, timeout_s=1.5)
+    try:
+        for i in range(3):
+            pool.submit(task(i + 1, src / "good.tif", i))
+        t0 = time.monotonic()
+        done, lost = collect(pool, 3)
+        assert time.monotonic() - t0 > 1.5, "the bundle should outlast one timeout"
+        assert lost == [] and len(done) == 3
+    finally:
+        pool.close()
+
+
+def test_a_hang_inside_a_bundle_times_out_only_that_task(
+    src: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker hangs on the second task of a bundle: that one is lost as a timeout,
+    the others complete."""
+    monkeypatch.setenv(faults.ENV, "hang=stuck")
+    pool = Pool(SPEC, workers=1, slots_per_worker=3, timeout_s=1.0)
+    try:
+        for i, name in enumerate(["good.tif", "stuck.tif", "good.tif"]):
+            pool.submit(task(i + 1, src / name, i))
+        done, lost = collect(pool, 3)
+        assert [(lo.task.task_id, lo.reason) for lo in lost] == [(2, "timeout")]
+        assert sorted(t.task_id for t, _ in done) == [1, 3]
     finally:
         pool.close()
 

@@ -13,6 +13,7 @@ import contextlib
 import mmap
 import os
 import secrets
+import struct
 from collections import deque
 from pathlib import Path
 
@@ -48,19 +49,33 @@ def sweep_stale_arenas() -> list[Path]:
     return removed
 
 
-class Arena:
-    """`n` rows of the target spec in shared memory, and which of them are free."""
+BEAT = struct.Struct("<q")  # a worker's heartbeat: the id of the task it is on
 
-    def __init__(self, spec: ImageSpec, n: int) -> None:
+
+class Arena:
+    """`n` rows of the target spec in shared memory, and which of them are free; then one
+    heartbeat per worker (the task it started last), read by the supervisor to tell which
+    task of a bundle a worker died or hung on."""
+
+    def __init__(self, spec: ImageSpec, n: int, workers: int = 0) -> None:
         self.spec, self.n = spec, n
+        self.beats_at = n * spec.row_bytes
+        self.size = self.beats_at + BEAT.size * max(1, workers)
         self.path = _shm_dir() / f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.ftruncate(fd, n * spec.row_bytes)
-            self._mm = mmap.mmap(fd, n * spec.row_bytes)
+            os.ftruncate(fd, self.size)
+            self._mm = mmap.mmap(fd, self.size)
         finally:
             os.close(fd)
         self.free: deque[int] = deque(range(n))
+
+    def beat(self, worker: int) -> int:
+        """The id of the task worker `worker` started last (0: none yet)."""
+        return int(BEAT.unpack_from(self._mm, self.beats_at + BEAT.size * worker)[0])
+
+    def reset_beat(self, worker: int) -> None:
+        BEAT.pack_into(self._mm, self.beats_at + BEAT.size * worker, 0)
 
     def view(self, slot: int) -> memoryview:
         rb = self.spec.row_bytes

@@ -57,13 +57,16 @@ class Dispatcher:
     def dispatch(self) -> None:
         """Send tasks while there are jobs, free slots and room in the workers' queues."""
         arena = self.arena
-        while self.todo and arena.free and self.pool.capacity > 0:
+        # With a dataset, workers decode into their own scratch and write the rows out:
+        # shared-memory slots are only for pages the caller reads back.
+        scratch = self.pool.sink is not None
+        while self.todo and (scratch or arena.free) and self.pool.capacity > 0:
             job = self.todo.popleft()
-            n = min(self.chunk, len(arena.free))
+            n = self.chunk if scratch else min(self.chunk, len(arena.free))
             if job.version is not None:
                 n = min(n, job.pages_total - job.next_page)
             n = max(1, n)
-            slots = tuple(arena.free.popleft() for _ in range(n))
+            slots = () if scratch else tuple(arena.free.popleft() for _ in range(n))
             self._ids += 1
             rows = self.reserve(self._ids, n)
             offsets = tuple(map(self.offset, rows))
@@ -73,3 +76,4 @@ class Dispatcher:
             )
             self.tasks[task.task_id] = (job, task)
             self.pool.submit(task)
+        self.pool.flush()

@@ -1,8 +1,11 @@
 """The worker pool, supervisor side: the worker processes and their pipes.
 
-Each worker has its own pipe; a task is sent only to a worker with room in its queue,
-and a worker that dies or overruns `timeout_s` is killed and replaced, and the task it
-was on is reported to the caller as a crash or a timeout.
+Each worker has its own pipe; tasks go to a worker with room in its queue, several per
+message (a bundle, answered by one message), so that small files do not cost a message
+and a wake-up each. A worker writes the id of each task it starts into its heartbeat in
+shared memory; one that dies, or shows no progress for `timeout_s`, is killed and
+replaced, and the task it was on is reported to the caller as a crash or a timeout. The
+other tasks it held are sent again (one finished but unanswered rewrites its rows).
 """
 
 from __future__ import annotations
@@ -26,17 +29,21 @@ from .arena import Arena
 from .messages import READY, Failure, Result, Task
 from .worker import worker_main
 
-QUEUE_DEPTH = 2  # tasks per worker: the next file is already in its pipe when one ends
+BUNDLE = 8  # tasks per message: one send and one answer for several files
+QUEUE_DEPTH = 2 * BUNDLE  # tasks per worker: a bundle is already in its pipe when one ends
 
 
 @dataclass
 class _Handle:
-    """One worker: its process, its pipe, and the tasks sent to it, oldest first."""
+    """One worker: its process, its pipe, and the tasks given to it, oldest first."""
 
     proc: BaseProcess
     conn: Connection
-    queue: deque[Task] = field(default_factory=deque)
-    head_started: float = 0.0
+    index: int  # its heartbeat in the arena
+    queue: deque[Task] = field(default_factory=deque)  # unanswered, oldest first
+    outbox: list[Task] = field(default_factory=list)  # queued, not sent yet
+    beat: int = 0  # the task id its heartbeat showed last
+    progress_at: float = 0.0  # when it last started a task, answered, or was given work
     ready: bool = False  # it sent READY: a death from now on is about the task it was on
 
 
@@ -69,28 +76,30 @@ class Pool:
         self.metadata = metadata
         self.sink = sink  # where and how workers write pending rows; None: slots only
         self.ctx = mp.get_context("spawn")
-        self.arena = Arena(spec, workers * slots_per_worker)
+        self.arena = Arena(spec, workers * slots_per_worker, workers)
         self.handles: list[_Handle] = []
         self._poller = select.poll()
         self._by_fd: dict[int, tuple[str, _Handle]] = {}
         try:
-            for _ in range(workers):
-                self.handles.append(self._spawn())
+            for i in range(workers):
+                self.handles.append(self._spawn(i))
         except BaseException:
             self.close()
             raise
 
-    def _spawn(self) -> _Handle:
+    def _spawn(self, index: int) -> _Handle:
         ours, theirs = self.ctx.Pipe()
+        self.arena.reset_beat(index)
+        arena = (str(self.arena.path), self.arena.n)
         proc = self.ctx.Process(
             target=worker_main,
-            args=(theirs, str(self.arena.path), self.arena.n, self.spec, self.sink, self.metadata),
+            args=(theirs, *arena, self.spec, self.sink, self.metadata, index),
             daemon=True,
             name="tiffsink-worker",
         )
         proc.start()
         theirs.close()
-        h = _Handle(proc, ours)
+        h = _Handle(proc, ours, index)
         self._watch(h)
         return h
 
@@ -100,13 +109,24 @@ class Pool:
         return sum(QUEUE_DEPTH - len(h.queue) for h in self.handles)
 
     def submit(self, task: Task) -> None:
+        """Queue a task on the least busy worker; `flush` (or the next `poll`) sends it."""
         h = min(self.handles, key=lambda h: len(h.queue))
         if len(h.queue) >= QUEUE_DEPTH:
             raise RuntimeError("no worker has room; check capacity first")
         if not h.queue:
-            h.head_started = time.monotonic()
+            h.progress_at = time.monotonic()
         h.queue.append(task)
-        h.conn.send(task)
+        h.outbox.append(task)
+
+    def flush(self) -> None:
+        """Send every worker's queued tasks, up to BUNDLE per message."""
+        for h in self.handles:
+            while h.outbox:
+                bundle, h.outbox = h.outbox[:BUNDLE], h.outbox[BUNDLE:]
+                try:
+                    h.conn.send(bundle)
+                except OSError:
+                    h.outbox = []  # it died: its sentinel reports it, its queue is resent
 
     def _watch(self, h: _Handle) -> None:
         """Register a worker's pipe and exit sentinel with the one long-lived poller (a new
@@ -121,8 +141,16 @@ class Pool:
                 self._poller.unregister(fd)
             self._by_fd.pop(fd, None)
 
-    def _replace(self, h: _Handle, kill: bool) -> list[Task]:
-        """Kill (if asked) and respawn a worker; returns the tasks queued behind its head."""
+    def _culprit(self, h: _Handle) -> int:
+        """Where in its queue is the task a dead or hung worker was on (its heartbeat)."""
+        beat = self.arena.beat(h.index)
+        for i, t in enumerate(h.queue):
+            if t.task_id == beat:
+                return i
+        return 0  # it died before starting one: the first it was given
+
+    def _replace(self, h: _Handle, kill: bool, culprit: int) -> list[Task]:
+        """Kill (if asked) and respawn a worker; returns its tasks but the culprit."""
         if kill and h.proc.is_alive():
             h.proc.kill()
         h.proc.join(5)
@@ -136,20 +164,22 @@ class Pool:
         self._unwatch(h)
         with contextlib.suppress(OSError):
             h.conn.close()
-        queued = list(h.queue)[1:]
-        self.handles[self.handles.index(h)] = self._spawn()
+        queued = [t for i, t in enumerate(h.queue) if i != culprit]
+        self.handles[self.handles.index(h)] = self._spawn(h.index)
         return queued
 
     def poll(self, timeout_s: float) -> tuple[list[tuple[Task, Result | Failure]], list[Lost]]:
         """Wait up to `timeout_s` for results; returns (finished, lost) and resubmits the
         innocent tasks that sat behind a lost one."""
+        self.flush()
         done: list[tuple[Task, Result | Failure]] = []
         lost: list[Lost] = []
         now = time.monotonic()
         busy = [h for h in self.handles if h.queue]
         wait_s = timeout_s
         for h in busy:
-            wait_s = min(wait_s, max(0.0, h.head_started + self.timeout_s - now))
+            self._progress(h, now)
+            wait_s = min(wait_s, max(0.0, h.progress_at + self.timeout_s - now))
         events = self._poller.poll(math.ceil(wait_s * 1000))
         ready = [self._by_fd[fd] for fd, _ in events if fd in self._by_fd]
         requeue: list[Task] = []
@@ -159,12 +189,13 @@ class Pool:
                 # waiting is reported at once by the next poll (Connection.poll would build a
                 # new selector per call).
                 try:
-                    out = h.conn.recv()
-                    if not h.ready and out == READY:
+                    outs = h.conn.recv()
+                    if not h.ready and outs == READY:
                         h.ready = True
-                    elif h.queue:
-                        done.append((h.queue.popleft(), out))
-                        h.head_started = time.monotonic()
+                    else:
+                        for out in outs:
+                            done.append((h.queue.popleft(), out))
+                        h.progress_at = time.monotonic()
                 except (EOFError, OSError):
                     pass  # the sentinel below reports the death
         for kind, h in ready:
@@ -179,21 +210,32 @@ class Pool:
                         "its error is in the log above. Every file would fail on it, so "
                         "tiffsink stops (nothing was recorded as failed)",
                     )
+                culprit = self._culprit(h)
                 if h.queue:
                     detail = f"worker exited with code {code} while decoding"
                     if code is not None and code < 0:
                         detail = f"worker killed by signal {-code} while decoding"
-                    lost.append(Lost(h.queue[0], "decoder_crash", detail))
-                requeue += self._replace(h, kill=False)
+                    lost.append(Lost(h.queue[culprit], "decoder_crash", detail))
+                requeue += self._replace(h, kill=False, culprit=culprit)
         now = time.monotonic()
         for h in list(self.handles):
-            if h.queue and now - h.head_started > self.timeout_s:
+            if h.queue:
+                self._progress(h, now)
+            if h.queue and now - h.progress_at > self.timeout_s:
+                culprit = self._culprit(h)
                 detail = f"no result after {self.timeout_s:g} s; worker killed"
-                lost.append(Lost(h.queue[0], "timeout", detail))
-                requeue += self._replace(h, kill=True)
+                lost.append(Lost(h.queue[culprit], "timeout", detail))
+                requeue += self._replace(h, kill=True, culprit=culprit)
         for t in requeue:
             self.submit(t)
+        self.flush()
         return done, lost
+
+    def _progress(self, h: _Handle, now: float) -> None:
+        """A new task id in its heartbeat is progress: its timeout counts from there."""
+        beat = self.arena.beat(h.index)
+        if beat != h.beat:
+            h.beat, h.progress_at = beat, now
 
     def close(self) -> None:
         for h in self.handles:

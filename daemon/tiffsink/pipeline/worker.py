@@ -1,8 +1,10 @@
 """The worker process: decode the files it is sent and write their rows into the dataset.
 
-A worker decodes one task at a time into the shared-memory slots the task names, then
-writes each page into the pending slot of the dataset row the supervisor reserved for it
-(npy: the row itself; zarr: the row's compressed chunk). Those rows are past
+Tasks come in bundles (several files per message, one answer per bundle). A worker
+decodes one task at a time into its own scratch rows, then writes each page into the
+pending slot of the dataset row the supervisor reserved for it (npy and uncompressed
+zarr: the row itself; compressed zarr: the row's encoded chunk); a task without rows
+(no dataset) leaves its pages in the shared-memory slots it names. Those rows are past
 the committed ones, so they stay invisible: only the supervisor fsyncs and commits them
 through the index, and a row a worker left torn (killed mid-write) is never committed.
 Answers carry metadata only (pixels never travel through the pipe). If a worker crashes
@@ -30,6 +32,7 @@ from ..decode.metadata import MetadataReader
 from ..decode.readfile import FileRead, read_pages
 from ..errors import DecodeError
 from ..testing import faults
+from .arena import BEAT
 from .messages import READY, Failure, Result, Task
 
 
@@ -49,7 +52,7 @@ def _tune_malloc() -> None:
 
 
 def write_rows(
-    out: Result | Failure, task: Task, slots: np.ndarray, sink: RowSink
+    out: Result | Failure, task: Task, pages: list[np.ndarray], sink: RowSink
 ) -> Result | Failure:
     """Write a result's pages into their reserved pending slots; a write error becomes a
     Failure the supervisor treats as the dataset's (disk full pauses intake, other errors
@@ -58,7 +61,7 @@ def write_rows(
         return out
     try:
         for i in range(len(out.pages)):
-            payload = sink.payload(slots[task.slots[i]])
+            payload = sink.payload(pages[i])
             faults.before_row_write(task.path, sink.write, task.offsets[i], len(payload))
             sink.write(task.offsets[i], payload)
     except OSError as e:
@@ -98,6 +101,20 @@ def run_task(
     )
 
 
+class Scratch:
+    """A worker's own rows to decode into when the task's rows go to the dataset: the
+    shared-memory slots are needed only when pages stay there for the supervisor."""
+
+    def __init__(self, spec: ImageSpec) -> None:
+        self.spec = spec
+        self.rows = np.empty((0, *spec.row_shape), spec.dtype)
+
+    def take(self, n: int) -> list[np.ndarray]:
+        if len(self.rows) < n:
+            self.rows = np.empty((n, *self.spec.row_shape), self.spec.dtype)
+        return [self.rows[i] for i in range(n)]
+
+
 def worker_main(
     conn: Connection,
     arena_path: str,
@@ -105,8 +122,14 @@ def worker_main(
     spec: ImageSpec,
     sink_spec: SinkSpec | None,
     metadata: MetadataConfig | None = None,
+    index: int = 0,
 ) -> None:
-    """Entry point of a spawned worker: serve tasks until the pipe closes."""
+    """Entry point of a spawned worker: serve bundles of tasks until the pipe closes.
+
+    A bundle is a list of tasks answered by one list of outcomes, in order (one message
+    each way for several files). Before each task the worker writes its id into its
+    heartbeat, so the supervisor knows which task it died or hung on.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     _tune_malloc()
     import cv2
@@ -114,27 +137,38 @@ def worker_main(
     cv2.setNumThreads(1)  # one process per core already; OpenCV's threads only contend
     fd = os.open(arena_path, os.O_RDWR)
     try:
-        mm = mmap.mmap(fd, n_slots * spec.row_bytes)
+        mm = mmap.mmap(fd, os.fstat(fd).st_size)
     finally:
         os.close(fd)
-    rows = np.frombuffer(mm, dtype=spec.dtype).reshape((n_slots, *spec.row_shape))
+    slots = np.frombuffer(mm, dtype=spec.dtype, count=n_slots * int(np.prod(spec.row_shape)))
+    slots = slots.reshape((n_slots, *spec.row_shape))
+    beat_at = n_slots * spec.row_bytes + BEAT.size * index
     decoder = Decoder(spec)
     meta = MetadataReader(metadata or MetadataConfig())
     sink = RowSink(sink_spec) if sink_spec is not None else None
+    scratch = Scratch(spec)
     faults.at_worker_start()
     conn.send(READY)
     while True:
         try:
-            task = conn.recv()
+            bundle = conn.recv()
         except (EOFError, OSError):
             return
-        if task is None:
+        if bundle is None:
             return
+        outs: list[Result | Failure] = []
         try:
-            out = run_task(decoder, task, [rows[s] for s in task.slots], meta)
-            if sink is not None:
-                out = write_rows(out, task, rows, sink)
+            for task in bundle:
+                BEAT.pack_into(mm, beat_at, task.task_id)
+                if sink is not None and task.rows:
+                    pages = scratch.take(len(task.rows))
+                else:
+                    pages = [slots[i] for i in task.slots]
+                out = run_task(decoder, task, pages, meta)
+                if sink is not None:
+                    out = write_rows(out, task, pages, sink)
+                outs.append(out)
         except BaseException:
             print(traceback.format_exc(), file=sys.stderr)
             raise
-        conn.send(out)
+        conn.send(outs)
