@@ -2,13 +2,13 @@
 
 Batches are committed strictly in order, because rows are positional. Workers write
 their pages straight into reserved pending rows, so the supervisor touches no pixels;
-the next batch already decodes while the head is committed; slots are bounded, so memory
-does not grow with the number of files. Every file ends as rows, a recorded
-failure, or a skip (its version is already in the index). The jobs are split:
-`dispatch` feeds workers and reserves the rows they write, `outcomes` handles their
-answers, `rowmap` tracks pending rows and gathers a batch's rows before its commit,
-`committer` makes batches durable in its thread, `space` pauses intake while the disk is
-full.
+the next batch already decodes while the head is committed; tasks in flight are bounded
+(two bundles per worker), so memory does not grow with the number of files. Every file
+ends as rows, a recorded failure, or a skip (its version is already in the index). The
+jobs are split: `dispatch` feeds workers and reserves the rows they write, `outcomes`
+handles their answers, `rowmap` tracks pending rows and gathers a batch's rows before its
+commit, `committer` makes batches durable in its thread, `space` pauses intake while the
+disk is full.
 """
 
 from __future__ import annotations

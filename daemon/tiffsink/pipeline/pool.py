@@ -76,7 +76,10 @@ class Pool:
         self.metadata = metadata
         self.sink = sink  # where and how workers write pending rows; None: slots only
         self.ctx = mp.get_context("spawn")
-        self.arena = Arena(spec, workers * slots_per_worker, workers)
+        # With a dataset, workers decode into their own scratch rows: the arena then holds
+        # only their heartbeats.
+        slots = workers * slots_per_worker if sink is None else 0
+        self.arena = Arena(spec, slots, workers)
         self.handles: list[_Handle] = []
         self._poller = select.poll()
         self._by_fd: dict[int, tuple[str, _Handle]] = {}
