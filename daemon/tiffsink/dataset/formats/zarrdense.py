@@ -102,7 +102,8 @@ class DenseZarrStore(ZarrStore):
             self.shards.sync(s)
             if s * self.S >= first:  # no committed row yet: its folder entries are new
                 path = self.shard_path(s)
-                dirs.update(path.parents[i] for i in range(self.ndim))
+                # Up to the array's folder, which gained c/ with the first shard.
+                dirs.update(path.parents[i] for i in range(self.ndim + 1))
         for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
             fsync_dir(d)
 
