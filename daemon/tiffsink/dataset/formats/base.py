@@ -62,16 +62,20 @@ class RowStore(ABC):
     def publish(self, n: int) -> None:
         """Step 4, after the index commit: readers may now see `n` rows."""
 
+    def read_slot(self, row: int) -> bytes:
+        """A pending row's slot, as its worker wrote it."""
+        return os.pread(self.pending_fd, self.slot_bytes, self.offset(row))
+
+    def write_slot(self, row: int, data: bytes) -> None:
+        os.pwrite(self.pending_fd, data, self.offset(row))
+
     def swap(self, a: int, b: int) -> None:
-        fd, size = self.pending_fd, self.slot_bytes
-        sa = os.pread(fd, size, self.offset(a))
-        sb = os.pread(fd, size, self.offset(b))
-        os.pwrite(fd, sa, self.offset(b))
-        os.pwrite(fd, sb, self.offset(a))
+        sa, sb = self.read_slot(a), self.read_slot(b)
+        self.write_slot(b, sa)
+        self.write_slot(a, sb)
 
     def copy(self, src: int, dst: int) -> None:
-        fd = self.pending_fd
-        os.pwrite(fd, os.pread(fd, self.slot_bytes, self.offset(src)), self.offset(dst))
+        self.write_slot(dst, self.read_slot(src))
 
     def close(self) -> None:
         if self.pending_fd >= 0:

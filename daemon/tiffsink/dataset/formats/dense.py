@@ -61,7 +61,7 @@ class DenseShards:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             if os.fstat(fd).st_size < self.size:
-                _pwrite_all(fd, memoryview(self.index), self.body)
+                pwrite_all(fd, memoryview(self.index), self.body)
         except BaseException:
             os.close(fd)
             raise
@@ -71,7 +71,7 @@ class DenseShards:
         s, off = self.where(address)
         fd = self._open(s)
         try:
-            _pwrite_all(fd, data, off)
+            pwrite_all(fd, data, off)
         finally:
             os.close(fd)
 
@@ -136,7 +136,7 @@ class DenseShards:
             except OSError:
                 zeros = memoryview(bytes(self.row_bytes))
                 for at in range(start, self.body, self.row_bytes):
-                    _pwrite_all(fd, zeros, at)
+                    pwrite_all(fd, zeros, at)
         finally:
             os.close(fd)
 
@@ -148,8 +148,8 @@ class DenseShards:
         fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
             for k, c in enumerate(chunks):
-                _pwrite_all(fd, memoryview(c), k * self.row_bytes)
-            _pwrite_all(fd, memoryview(self.index), self.body)
+                pwrite_all(fd, memoryview(c), k * self.row_bytes)
+            pwrite_all(fd, memoryview(self.index), self.body)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -163,7 +163,8 @@ class DenseShards:
         return []
 
 
-def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    """pwrite all of `data`, resuming after short writes."""
     data = data.cast("B")
     while data:
         n = os.pwrite(fd, data, offset)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ...config import ImageSpec, Storage
 from . import codec
-from .dense import DenseShards
+from .dense import DenseShards, pwrite_all
 
 
 @dataclass(frozen=True)
@@ -71,10 +71,8 @@ class RowSink:
     def write(self, address: int, payload: memoryview) -> None:
         if self.shards is not None:
             self.shards.write(payload, address)
-            return
-        while payload:
-            n = os.pwrite(self.fd, payload, address)
-            payload, address = payload[n:], address + n
+        else:
+            pwrite_all(self.fd, payload, address)
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -81,16 +81,11 @@ class DenseZarrStore(ZarrStore):
             return True
         return bool(k) and self.shards.is_dense(s) and self.shards.data_after(s, k)
 
-    def swap(self, a: int, b: int) -> None:
-        size = self.slot_bytes
-        ra = self.shards.read(size, self.offset(a))
-        rb = self.shards.read(size, self.offset(b))
-        self.shards.write(memoryview(ra), self.offset(b))
-        self.shards.write(memoryview(rb), self.offset(a))
+    def read_slot(self, row: int) -> bytes:
+        return self.shards.read(self.slot_bytes, self.offset(row))
 
-    def copy(self, src: int, dst: int) -> None:
-        data = self.shards.read(self.slot_bytes, self.offset(src))
-        self.shards.write(memoryview(data), self.offset(dst))
+    def write_slot(self, row: int, data: bytes) -> None:
+        self.shards.write(memoryview(data), self.offset(row))
 
     # -- the commit ---------------------------------------------------------------------
     def make_durable(self, first: int, count: int) -> None:
