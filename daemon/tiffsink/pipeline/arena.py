@@ -52,6 +52,11 @@ def sweep_stale_arenas() -> list[Path]:
 BEAT = struct.Struct("<q")  # a worker's heartbeat: the id of the task it is on
 
 
+def beat_offset(n_slots: int, spec: ImageSpec, worker: int) -> int:
+    """Where worker `worker`'s heartbeat lies in the arena file: after the slots."""
+    return n_slots * spec.row_bytes + BEAT.size * worker
+
+
 class Arena:
     """`n` rows of the target spec in shared memory, and which of them are free; then one
     heartbeat per worker (the task it started last), read by the supervisor to tell which
@@ -59,8 +64,7 @@ class Arena:
 
     def __init__(self, spec: ImageSpec, n: int, workers: int = 0) -> None:
         self.spec, self.n = spec, n
-        self.beats_at = n * spec.row_bytes
-        self.size = self.beats_at + BEAT.size * max(1, workers)
+        self.size = beat_offset(n, spec, max(1, workers))
         self.path = _shm_dir() / f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -72,10 +76,10 @@ class Arena:
 
     def beat(self, worker: int) -> int:
         """The id of the task worker `worker` started last (0: none yet)."""
-        return int(BEAT.unpack_from(self._mm, self.beats_at + BEAT.size * worker)[0])
+        return int(BEAT.unpack_from(self._mm, beat_offset(self.n, self.spec, worker))[0])
 
     def reset_beat(self, worker: int) -> None:
-        BEAT.pack_into(self._mm, self.beats_at + BEAT.size * worker, 0)
+        BEAT.pack_into(self._mm, beat_offset(self.n, self.spec, worker), 0)
 
     def view(self, slot: int) -> memoryview:
         rb = self.spec.row_bytes

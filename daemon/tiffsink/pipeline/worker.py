@@ -32,7 +32,7 @@ from ..decode.metadata import MetadataReader
 from ..decode.readfile import FileRead, read_pages
 from ..errors import DecodeError
 from ..testing import faults
-from .arena import BEAT
+from .arena import BEAT, beat_offset
 from .messages import READY, Failure, Result, Task
 
 
@@ -142,7 +142,7 @@ def worker_main(
         os.close(fd)
     slots = np.frombuffer(mm, dtype=spec.dtype, count=n_slots * int(np.prod(spec.row_shape)))
     slots = slots.reshape((n_slots, *spec.row_shape))
-    beat_at = n_slots * spec.row_bytes + BEAT.size * index
+    beat_at = beat_offset(n_slots, spec, index)
     decoder = Decoder(spec)
     meta = MetadataReader(metadata or MetadataConfig())
     sink = RowSink(sink_spec) if sink_spec is not None else None

@@ -15,7 +15,6 @@ cluster's tasks) are the same files.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 from pathlib import Path
@@ -60,6 +59,8 @@ class DenseShards:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
+            # Checked on every open, not only by the creator: a creator killed before
+            # writing the index must not leave a committed row in a shard without one.
             if os.fstat(fd).st_size < self.size:
                 pwrite_all(fd, memoryview(self.index), self.body)
         except BaseException:
@@ -154,13 +155,6 @@ class DenseShards:
         finally:
             os.close(fd)
         os.replace(part, dest)
-
-    def shards_beyond(self, last: int) -> list[int]:
-        """Shard numbers present on disk after shard `last`."""
-        cdir = self.array / "c"
-        with contextlib.suppress(FileNotFoundError):
-            return sorted(int(e) for e in os.listdir(cdir) if e.isdigit() and int(e) > last)
-        return []
 
 
 def pwrite_all(fd: int, data: memoryview, offset: int) -> None:

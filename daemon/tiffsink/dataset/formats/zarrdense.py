@@ -13,7 +13,6 @@ rewrites.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from ...config import ImageSpec, Storage
@@ -70,14 +69,13 @@ class DenseZarrStore(ZarrStore):
         """Only while no worker writes: delete shards holding no committed row, clear the
         slots past the committed rows in the last one."""
         s, k = divmod(committed, self.S)
-        for b in self.shards.shards_beyond(s if k else s - 1):
-            shutil.rmtree(self.array / "c" / str(b), ignore_errors=True)
+        self._delete_shards_after(s if k else s - 1)
         if k and self.shards.is_dense(s) and self.shards.data_after(s, k):
             self.shards.clear_after(s, k)
 
     def has_pending(self, committed: int) -> bool:
         s, k = divmod(committed, self.S)
-        if self.shards.shards_beyond(s if k else s - 1):
+        if self._shards_after(s if k else s - 1):
             return True
         return bool(k) and self.shards.is_dense(s) and self.shards.data_after(s, k)
 

@@ -90,15 +90,22 @@ class ZarrStore(RowStore):
                 self.array / "zarr.json",
                 f"shape claims {claimed} rows but the index committed {n}",
             )
-        last = (n - 1) // self.S if n else -1
-        cdir = self.array / "c"
-        if cdir.is_dir():
-            beyond = [e for e in os.listdir(cdir) if not e.isdigit() or int(e) > last]
-            for e in beyond:
-                shutil.rmtree(cdir / e, ignore_errors=True)
-            if beyond:
-                fsync_dir(cdir)
+        self._delete_shards_after((n - 1) // self.S if n else -1)
         return claimed
+
+    def _shards_after(self, last: int) -> list[str]:
+        """The entries of c/ past shard `last` (anything not a shard number too)."""
+        try:
+            return [e for e in os.listdir(self.array / "c") if not e.isdigit() or int(e) > last]
+        except FileNotFoundError:
+            return []
+
+    def _delete_shards_after(self, last: int) -> None:
+        beyond = self._shards_after(last)
+        for e in beyond:
+            shutil.rmtree(self.array / "c" / e, ignore_errors=True)
+        if beyond:
+            fsync_dir(self.array / "c")
 
     def _recover_last(self, n: int) -> None:
         """The last shard holds exactly its committed chunks (in memory too: the tail)."""
