@@ -12,7 +12,7 @@ from tiffsink.config import ImageSpec
 from tiffsink.decode import decode_file
 from tiffsink.errors import WorkerStartError
 from tiffsink.pipeline.messages import Failure, Result, Task
-from tiffsink.pipeline.pool import QUEUE_DEPTH, Lost, Pool
+from tiffsink.pipeline.pool import BUNDLE, QUEUE_DEPTH, Lost, Pool
 from tiffsink.testing import faults
 
 from corpus import gray, write_tiff
@@ -76,6 +76,21 @@ def test_capacity_is_queue_depth_per_worker(src: Path) -> None:
             pool.submit(task(99, src / "good.tif", 0))
         done, _lost = collect(pool, 2 * QUEUE_DEPTH)
         assert len(done) == 2 * QUEUE_DEPTH and pool.capacity == 2 * QUEUE_DEPTH
+    finally:
+        pool.close()
+
+
+def test_a_short_bundle_waits_behind_a_full_one_and_is_still_answered(src: Path) -> None:
+    """A task queued while its worker holds a full bundle unanswered is held, not sent in a
+    message of its own, and goes out (and is answered) once that bundle is."""
+    pool = Pool(SPEC, workers=1, slots_per_worker=BUNDLE + 1, timeout_s=30)
+    try:
+        for i in range(BUNDLE + 1):
+            pool.submit(task(i, src / "good.tif", i))
+            pool.flush()
+        assert len(pool.handles[0].outbox) == 1
+        done, lost = collect(pool, BUNDLE + 1)
+        assert lost == [] and sorted(t.task_id for t, _ in done) == list(range(BUNDLE + 1))
     finally:
         pool.close()
 

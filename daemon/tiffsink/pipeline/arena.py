@@ -73,13 +73,15 @@ class Arena:
         finally:
             os.close(fd)
         self.free: deque[int] = deque(range(n))
+        # Read for every busy worker on every poll: computed once.
+        self._beat_at = [beat_offset(n, spec, w) for w in range(max(1, workers))]
 
     def beat(self, worker: int) -> int:
         """The id of the task worker `worker` started last (0: none yet)."""
-        return int(BEAT.unpack_from(self._mm, beat_offset(self.n, self.spec, worker))[0])
+        return int(BEAT.unpack_from(self._mm, self._beat_at[worker])[0])
 
     def reset_beat(self, worker: int) -> None:
-        BEAT.pack_into(self._mm, beat_offset(self.n, self.spec, worker), 0)
+        BEAT.pack_into(self._mm, self._beat_at[worker], 0)
 
     def view(self, slot: int) -> memoryview:
         rb = self.spec.row_bytes

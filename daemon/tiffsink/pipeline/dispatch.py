@@ -60,7 +60,9 @@ class Dispatcher:
         # With a dataset, workers decode into their own scratch and write the rows out:
         # shared-memory slots are only for pages the caller reads back.
         scratch = self.pool.sink is not None
-        while self.todo and (scratch or arena.free) and self.pool.capacity > 0:
+        room = self.pool.capacity  # computed once: it sums over the workers
+        while self.todo and (scratch or arena.free) and room > 0:
+            room -= 1
             job = self.todo.popleft()
             n = self.chunk if scratch else min(self.chunk, len(arena.free))
             if job.version is not None:

@@ -3,7 +3,8 @@
 Pixels never travel in them: a Task names shared-memory slots, and a Result only says
 what was written there. Everything here must stay small and picklable; they are
 NamedTuples because the supervisor unpickles one per file, and a tuple is smaller and
-quicker to load than a dataclass (a Result: 160 vs 297 bytes, 3.3 vs 4.5 us).
+quicker to load than a dataclass (a Result: 160 vs 297 bytes, 3.3 vs 4.5 us). Tasks go
+out as plain tuples (a bundle of 32 pickles in 3 us, not 25) and are rebuilt by the worker.
 """
 
 from __future__ import annotations

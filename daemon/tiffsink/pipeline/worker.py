@@ -158,7 +158,8 @@ def worker_main(
             return
         outs: list[Result | Failure] = []
         try:
-            for task in bundle:
+            for fields in bundle:
+                task = Task(*fields)
                 BEAT.pack_into(mm, beat_at, task.task_id)
                 if sink is not None and task.rows:
                     pages = scratch.take(len(task.rows))
