@@ -210,6 +210,18 @@ def test_ingest_api_summary_counts(tmp_path: Path) -> None:
     assert (s2.rows, s2.skipped, s2.complete) == (0, 5, True)
 
 
+def test_nested_and_repeated_sources_walk_each_file_once(tmp_path: Path) -> None:
+    """Sources inside another source, or given twice, are walked once: one row per file,
+    nothing counted twice, and the run is complete."""
+    src = tmp_path / "src"
+    files = make_files(src / "a", 5) + make_files(src / "b", 4, start=5)
+    cfg = load_config(config(tmp_path))
+    s = ingest(cfg, [src / "b", src, src], progress=False)
+    assert (s.rows, s.skipped, s.files_total, s.complete) == (9, 0, 9, True)
+    with open_dataset(tmp_path / "dataset") as ds:
+        assert sorted(ds.record(r).source for r in range(len(ds))) == sorted(map(str, files))
+
+
 def test_status_json_reports_rows(tmp_path: Path) -> None:
     """`tiffsink status --json` reports rows, failures and that no daemon holds it."""
     src = tmp_path / "src"

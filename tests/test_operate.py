@@ -208,6 +208,18 @@ def test_log_info_has_a_line_per_batch_not_per_file(daemons: Callable[..., Daemo
     assert sum(e["rows"] for e in d.events("batch.committed")) == 5
 
 
+def test_log_debug_has_a_line_per_file(daemons: Callable[..., DaemonProc]) -> None:
+    """At debug, each decoded file gets its own `file.decoded` line, naming it."""
+    d = daemons(log={"level": "debug"})
+    for i in range(3):
+        put(d.inbox / f"ok{i}.tif", tiff_bytes(source_array(i)))
+    d.start(wait_ready=False)
+    d.wait_rows(3)
+    assert d.stop() == 0
+    named = sorted(os.path.basename(e["path"]) for e in d.events("file.decoded"))
+    assert named == ["ok0.tif", "ok1.tif", "ok2.tif"]
+
+
 def test_log_level_warning_suppresses_info(daemons: Callable[..., DaemonProc]) -> None:
     """`level = "warning"` keeps file.failed but drops info events such as batch.committed."""
     d = daemons(log={"level": "warning"})

@@ -13,8 +13,10 @@ from tiffsink.config import parse_config
 from tiffsink.dataset.layout import Layout
 from tiffsink.errors import DatasetError
 from tiffsink.feed.events import EventQueue, EventsLost, FileEvent, Kind
+from tiffsink.pipeline import CommitInfo
 from tiffsink.pipeline.space import FULL_RECHECK_S, SpaceGuard
 from tiffsink.service.intake import Intake
+from tiffsink.service.progress import Summary
 from tiffsink.service.signals import StopSignals
 from tiffsink.testing import faults
 
@@ -210,3 +212,19 @@ def test_intake_routes_folders_losses_and_known_files(tmp_path: Path) -> None:
     it.handle(FileEvent(Kind.KNOWN, "/inbox/old.tif"))
     assert scanner.started == [(tmp_path / "inbox" / "run2", "new-folder")]
     assert scanner.full == 1 and known == ["/inbox/old.tif"]
+
+
+def _commit(rows: int) -> CommitInfo:
+    return CommitInfo(1, rows, [], [], 0, 1.0, 1.0, 0)
+
+
+def test_steady_rate_leaves_out_everything_before_the_first_commit() -> None:
+    """Rows/s count from the first commit to the last: startup and the first batch are not
+    in it, and it is unknown until a second commit."""
+    s = Summary()
+    s.add(_commit(64), at=10.0)  # after 10 s of worker start-up
+    assert s.steady_rows_per_s is None
+    s.add(_commit(64), at=10.5)
+    s.add(_commit(36), at=11.0)
+    assert s.steady_rows_per_s == pytest.approx(100.0)
+    assert any("100.0 rows/s" in line for line in s.lines())

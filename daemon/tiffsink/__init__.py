@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("tiffsink")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.0.0+src"
-
 from .dataset import Dataset, open_dataset
 
 __all__ = ["Dataset", "__version__", "open_dataset"]
+
+
+def __getattr__(name: str) -> str:
+    """`__version__`, read on first use: importing importlib.metadata costs about 50 ms,
+    which every worker process would pay at spawn."""
+    if name != "__version__":
+        raise AttributeError(f"module 'tiffsink' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("tiffsink")
+    except PackageNotFoundError:  # running from a source tree without an install
+        found = "0.0.0+src"
+    globals()["__version__"] = found
+    return found

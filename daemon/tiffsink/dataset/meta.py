@@ -10,7 +10,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+import tiffsink
+
 from ..config import ImageSpec, Storage
 from ..errors import SpecMismatchError
 from . import index
@@ -24,7 +25,7 @@ def new_meta(spec: ImageSpec, storage: Storage) -> dict[str, Any]:
         "image": spec.identity(),
         "storage": storage.identity(),
         "format_version": index.FORMAT_VERSION,
-        "tiffsink_version": __version__,
+        "tiffsink_version": tiffsink.__version__,  # read here: workers never need it
         "created_at": index.now(),
     }
 

@@ -3,7 +3,7 @@
 `tiffsink ingest` walks the folders twice: once to count (for the progress bar and
 ETA), once to feed. Both walks are lazy, so memory does not grow with the number of
 files; versions the index already holds (rows or failures) are skipped, which makes a
-backfill resumable.
+backfill resumable. A folder given inside another (or twice) is walked once, with it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class Backfill:
         for src in sources:
             if not src.is_dir():
                 raise TiffsinkError(src, "not a folder")
-        self.roots = [src.resolve() for src in sources]
+        self.roots = _outermost([src.resolve() for src in sources])
         self.wanted = NameFilter.from_config(config.watch)
         self.exclude = config.excluded_folders()
 
@@ -52,4 +52,14 @@ class Backfill:
                     if v in seen:
                         on_skip()
                     else:
-                        yield Candidate(v[0], str(root), v[1], v[2])
+                        yield Candidate(v[0], str(root), v[1], v[2], checked=True)
+
+
+def _outermost(roots: list[Path]) -> list[Path]:
+    """The roots not inside another (or given twice): each path is then walked once, so a
+    version looked up as new cannot be committed by an earlier sighting of itself."""
+    out: list[Path] = []
+    for r in roots:  # in the order given: rows are positional
+        if r not in out and not any(r != o and r.is_relative_to(o) for o in roots):
+            out.append(r)
+    return out

@@ -9,6 +9,7 @@ A worker that could not write its rows reports the dataset's error, raised after
 
 from __future__ import annotations
 
+import logging
 import os
 
 import structlog
@@ -37,6 +38,7 @@ class Outcomes:
         # Bound once (after logging is set up): a filtered debug call is then free, where
         # the lazy module logger would bind anew on every call, per file.
         self.log = log.bind()
+        self.debug = self.log.is_enabled_for(logging.DEBUG)  # skip building per-file events
 
     def raise_dataset_error(self) -> None:
         """After a round of answers: the first row-write error a worker reported, if any."""
@@ -74,13 +76,14 @@ class Outcomes:
             job.content_hash = out.content_hash or ""
         if out.meta_warning and task.first_page == 0:
             log.warning("file.metadata_unreadable", path=job.cand.path, detail=out.meta_warning)
-        self.log.debug(
-            "file.decoded",
-            path=job.cand.path,
-            pages=len(out.pages),
-            first_page=task.first_page,
-            decode_ms=round(out.decode_ms, 2),
-        )
+        if self.debug:
+            self.log.debug(
+                "file.decoded",
+                path=job.cand.path,
+                pages=len(out.pages),
+                first_page=task.first_page,
+                decode_ms=round(out.decode_ms, 2),
+            )
         if not out.pages:
             self.rowmap.release(task.rows)
             self.fail(job, *job.version, "corrupt", f"page {job.next_page} yielded no image")

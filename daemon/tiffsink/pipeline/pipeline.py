@@ -88,15 +88,14 @@ class Pipeline:
         """Open a batch of these files; versions already in the index are skipped."""
         self._ids += 1
         batch = Batch(self._ids)
-        versions = [v for c in cands if (v := c.version()) is not None]
+        versions = [v for c in cands if not c.checked and (v := c.version()) is not None]
         known = self.writer.lookup.known(versions) if versions else set()
         for c in cands:
-            if c.version() in known:
+            if known and c.version() in known:
                 continue
             if c.path in self.in_flight_paths:
                 # Same path already decoding: look again once that one is committed.
-                if self.requeue is not None:
-                    self.requeue(c)
+                self._requeue(c)
                 continue
             job = Job(c, batch)
             batch.add(job)
@@ -104,6 +103,12 @@ class Pipeline:
             self.dispatcher.add(job)
         self.batches.append(batch)
         self.dispatcher.dispatch()
+
+    def _requeue(self, cand: Candidate) -> None:
+        """Back to the feeder's queue; by the time it returns its version may be known."""
+        cand.checked = False
+        if self.requeue is not None:
+            self.requeue(cand)
 
     # -- the loop's one step ----------------------------------------------------------
     def step(self, timeout_s: float) -> None:
@@ -172,8 +177,7 @@ class Pipeline:
             batch.aborted = True
             for job in batch.jobs:
                 self.in_flight_paths.discard(job.cand.path)
-                if self.requeue is not None:
-                    self.requeue(job.cand)
+                self._requeue(job.cand)
                 files += 1
         self.batches.clear()
         self.dispatcher.clear()

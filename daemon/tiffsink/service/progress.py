@@ -29,10 +29,17 @@ class Summary:
     failures: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
     interrupted: bool = False
+    first_commit: tuple[float, int] | None = None  # (when, rows then)
+    last_commit_at: float = 0.0
 
-    def add(self, info: CommitInfo) -> int:
-        """Count one commit; returns how many files it resolved."""
+    def add(self, info: CommitInfo, at: float | None = None) -> int:
+        """Count one commit (made at monotonic time `at`, default now); returns how many
+        files it resolved."""
+        at = time.monotonic() if at is None else at
         self.rows += info.rows
+        if self.first_commit is None:
+            self.first_commit = (at, self.rows)
+        self.last_commit_at = at
         self.ingested += len(info.ingested)
         self.skipped += info.skipped
         for _cand, rec in info.failed:
@@ -45,6 +52,16 @@ class Summary:
         """A file whose version the index already holds."""
         self.skipped += 1
         self.files_done += 1
+
+    @property
+    def steady_rows_per_s(self) -> float | None:
+        """Rows/s from the first commit to the last: the rate once the workers are up and
+        the first batch is through, which is what a long backfill runs at (None before
+        a second commit)."""
+        if self.first_commit is None or self.last_commit_at <= self.first_commit[0]:
+            return None
+        t0, rows0 = self.first_commit
+        return (self.rows - rows0) / (self.last_commit_at - t0)
 
     @property
     def complete(self) -> bool:
@@ -60,6 +77,9 @@ class Summary:
             f"throughput:   {self.ingested / s:.1f} files/s, {self.rows / s:.1f} rows/s, "
             f"{self.bytes_done / s / 1e6:.1f} MB/s over {self.seconds:.1f} s",
         ]
+        steady = self.steady_rows_per_s
+        if steady is not None:
+            out.append(f"steady:       {steady:.1f} rows/s after the first commit (no startup)")
         if self.interrupted:
             out.append(f"interrupted:  {self.files_total - self.files_done} files not processed")
         return out
