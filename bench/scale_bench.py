@@ -9,6 +9,9 @@ For each worker count (default 1 and 2, as many as this machine has cores), in o
 Supervisor CPU is the supervisor process's own user+system time (its main and committer
 threads), not the workers'; its main thread's share is shown apart, since that thread is
 the serial part (the committer's fsyncs and SQLite release the GIL and run beside it).
+Frames' CPU per file is also given past a run's fixed start-up (spawning workers, making
+the dataset: about 50 ms, measured by a one-frame run), i.e. the cost of one more file.
+Every measurement is repeated in interleaved rounds (default 3) and medians are printed.
 Worker counts beyond the cores here are projected from the measured steady per-worker
 rate and the main thread's cap, and printed as projections.
 
@@ -22,6 +25,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,18 +56,34 @@ if __name__ == "__main__":
 
 
 class Run(NamedTuple):
-    """One `tiffsink ingest`: rows/s for the whole command (worker start-up included), the
-    steady rows/s from its first commit to its last (what a long backfill runs at), and
-    the supervisor's CPU per row in ms: all of it, the kernel's part (mostly fdatasync
-    writing rows back: it grows with the row's bytes, not the number of files), and the
-    main thread's (the serial part: the committer thread's fsyncs and SQLite run beside
-    it on another core)."""
+    """One `tiffsink ingest`: rows, seconds for the whole command (worker start-up
+    included), the steady rows/s from its first commit to its last (what a long backfill
+    runs at), and the supervisor's CPU seconds: all of it, the kernel's part (mostly
+    fdatasync writing rows back: it grows with the row's bytes, not the number of files),
+    and the main thread's (the serial part: the committer thread's fsyncs and SQLite run
+    beside it on another core)."""
 
-    rate: float
+    rows: int
+    seconds: float
     steady: float
-    sup_ms: float
-    kernel_ms: float
-    main_ms: float
+    cpu_s: float
+    kernel_s: float
+    main_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds
+
+    def per_row_ms(self, start: Run | None = None) -> tuple[float, float, float]:
+        """Supervisor CPU ms per row (all, kernel, main thread); past `start`, a one-file
+        run's, when given: the cost of one more file, without the run's fixed start-up."""
+        base = start or Run(0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        n = self.rows - base.rows
+        return (
+            (self.cpu_s - base.cpu_s) * 1000 / n,
+            (self.kernel_s - base.kernel_s) * 1000 / n,
+            (self.main_s - base.main_s) * 1000 / n,
+        )
 
 
 def ingest(corpus: Path, workers: int, work: Path, out: tuple[int, int] = OUT) -> Run:
@@ -87,15 +107,25 @@ def ingest(corpus: Path, workers: int, work: Path, out: tuple[int, int] = OUT) -
     if res["failures"]:
         raise SystemExit(f"unexpected failures: {res['failures']}")
     shutil.rmtree(ds, ignore_errors=True)
-    per_row = 1000 / res["rows"]
     rate = res["rows"] / res["seconds"]
-    return Run(
-        rate,
-        res["steady"] or rate,
-        res["cpu_s"] * per_row,
-        res["sys_s"] * per_row,
-        res["main_s"] * per_row,
-    )
+    steady = res["steady"] or rate
+    return Run(res["rows"], res["seconds"], steady, res["cpu_s"], res["sys_s"], res["main_s"])
+
+
+def median_run(runs: list[Run]) -> Run:
+    """Each figure's median over rounds of the same run."""
+    return Run(*(statistics.median(getattr(r, f) for r in runs) for f in Run._fields))
+
+
+def startup(frame: Path, workers: int, work: Path) -> Run:
+    """The median (by supervisor CPU) of three runs over one frame: the fixed cost of a run
+    (spawning workers, creating the dataset and its index, the last fsyncs)."""
+    one = work / "one-frame"
+    one.mkdir(exist_ok=True)
+    if not (one / frame.name).exists():
+        shutil.copy(frame, one / frame.name)
+    runs = sorted((ingest(one, workers, work) for _ in range(3)), key=lambda r: r.cpu_s)
+    return runs[1]
 
 
 def small_corpus(work: Path, n: int) -> Path:
@@ -125,6 +155,7 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=1000, help="default-corpus frames")
     ap.add_argument("--small", type=int, default=20000, help="small files")
     ap.add_argument("--project", default="4,8,16", help="worker counts to project")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved; medians reported")
     ap.add_argument("--work", default=None)
     args = ap.parse_args()
     work = Path(args.work or Path(tempfile.gettempdir()) / "tiffsink-bench")
@@ -136,42 +167,56 @@ def main() -> None:
         page = tf.pages[0]
         e_args = (page.dataoffsets[0], sum(page.databytecounts), (2048, 2048), "uint16")
     names = [str(p) for p in frames]
+    # Rounds interleave every measurement and report medians: on this shared machine one
+    # run's ratio to (e) moves by 0.1 or more from minutes to minutes.
+    got: dict[int, list[tuple[float, Run, Run, Run, Run]]] = {w: [] for w in counts}
+    for _ in range(args.rounds):
+        for w in counts:
+            # Warmed before each: this VM's page cache holds ~13 GB, and other corpora or
+            # the datasets written evict frames, which would then time the disk instead.
+            warm(frames)
+            big = ingest(frames[0].parent, w, work)
+            warm(frames)
+            e = per_core(_loop_e, names, w, e_args)
+            start = startup(frames[0], w, work)
+            got[w].append((e, big, start, ingest(small, w, work), ingest(small, w, work, (64, 64))))
     rows = []
     for w in counts:
-        # Warmed before each: this VM's page cache holds ~13 GB, and other corpora or the
-        # datasets written evict frames, which would then time the disk instead.
-        warm(frames)
-        big = ingest(frames[0].parent, w, work)
-        warm(frames)
-        e = per_core(_loop_e, names, w, e_args)
-        rows.append((w, e, big, ingest(small, w, work), ingest(small, w, work, (64, 64))))
+        e = statistics.median(r[0] for r in got[w])
+        rows.append((w, e, *(median_run([r[k] for r in got[w]]) for k in range(1, 5))))
     print(
         f"cores here: {os.cpu_count()}; default corpus {len(frames)} x 2048x2048 uint16, "
         f"small corpus {args.small} x 64x64 uint16; rows 512x512 uint16, and for the last "
         "columns the small corpus kept at 64x64 rows. img/s: the whole command, worker "
         "start-up included; steady: from the first commit to the last. sup: the supervisor "
-        "process's CPU (kernel: its part in the kernel; main: its main thread's)\n"
+        "process's CPU per file, ms (+1: past a one-frame run's start-up; kernel: its part in "
+        "the kernel; main: its main thread's, past start-up for frames)\n"
     )
     print(
         f"{'workers':>7} {'img/s':>7} {'steady':>7} {'(e)':>7} {'/(e)':>5} {'st/(e)':>6} "
-        f"{'sup ms':>6} {'main':>6} | {'small/s':>7} {'sup ms':>6} {'kernel':>6} {'main':>6} "
-        f"| {'64²/s':>6} {'sup ms':>6} {'kernel':>6} {'main':>6}"
+        f"{'sup':>6} {'sup +1':>6} {'main':>6} {'start':>6} | {'small/s':>7} {'sup':>6} "
+        f"{'kernel':>6} {'main':>6} | {'64²/s':>6} {'sup':>6} {'kernel':>6} {'main':>6}"
     )
-    for w, e, big, sm, tiny in rows:
+    for w, e, big, start, sm, tiny in rows:
+        sup, _, _ = big.per_row_ms()
+        sup1, _, main1 = big.per_row_ms(start)
+        s_sup, s_k, s_main = sm.per_row_ms()
+        t_sup, t_k, t_main = tiny.per_row_ms()
         print(
             f"{w:7d} {big.rate:7.1f} {big.steady:7.1f} {e:7.1f} {big.rate / e:5.2f} "
-            f"{big.steady / e:6.2f} {big.sup_ms:6.3f} {big.main_ms:6.3f} | "
-            f"{sm.rate:7.0f} {sm.sup_ms:6.3f} {sm.kernel_ms:6.3f} {sm.main_ms:6.3f} | "
-            f"{tiny.rate:6.0f} {tiny.sup_ms:6.3f} {tiny.kernel_ms:6.3f} {tiny.main_ms:6.3f}"
+            f"{big.steady / e:6.2f} {sup:6.3f} {sup1:6.3f} {main1:6.3f} "
+            f"{start.cpu_s * 1000:4.0f}ms | {sm.rate:7.0f} {s_sup:6.3f} {s_k:6.3f} {s_main:6.3f} "
+            f"| {tiny.rate:6.0f} {t_sup:6.3f} {t_k:6.3f} {t_main:6.3f}"
         )
-    w, e, big, sm, _tiny = rows[-1]
+    w, e, big, start, sm, _tiny = rows[-1]
     per_worker = big.steady / w
-    cap = 1000 / big.main_ms
+    sup1, _, main1 = big.per_row_ms(start)
+    cap = 1000 / main1
     print(
         f"\nProjection (not measured: this machine has {os.cpu_count()} cores): "
         f"{per_worker:.0f} img/s per worker (steady); the supervisor's main thread caps at "
-        f"{cap:.0f} img/s ({big.main_ms:.3f} ms each; {1000 / big.sup_ms:.0f} if all its "
-        f"threads shared one core), small files at {1000 / sm.main_ms:.0f} files/s"
+        f"{cap:.0f} img/s ({main1:.3f} ms each; {1000 / sup1:.0f} if all its threads shared "
+        f"one core), small files at {1000 / sm.per_row_ms()[2]:.0f} files/s"
     )
     for n in (int(x) for x in args.project.split(",")):
         proj = min(n * per_worker, cap)
