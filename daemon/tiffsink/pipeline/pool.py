@@ -46,6 +46,22 @@ class _Handle:
     progress_at: float = 0.0  # when it last started a task, answered, or was given work
     ready: bool = False  # it sent READY: a death from now on is about the task it was on
 
+    def send_due(self) -> None:
+        """Send queued tasks, BUNDLE per message. A short bundle waits while this worker
+        still holds a full one unanswered: sent at once, short bundles would be answered
+        short and keep every later message short (a message and a wake-up cost as much
+        as a small file's decode)."""
+        while self.outbox and (
+            len(self.outbox) >= BUNDLE or len(self.queue) - len(self.outbox) < BUNDLE
+        ):
+            bundle, self.outbox = self.outbox[:BUNDLE], self.outbox[BUNDLE:]
+            try:
+                # Plain tuples: a NamedTuple pickles through Python-level calls, 8x slower,
+                # and this is per file.
+                self.conn.send([tuple(t) for t in bundle])
+            except OSError:
+                self.outbox = []  # it died: its sentinel reports it, its queue is resent
+
 
 @dataclass(frozen=True)
 class Lost:
@@ -122,19 +138,9 @@ class Pool:
         h.outbox.append(task)
 
     def flush(self) -> None:
-        """Send queued tasks, BUNDLE per message. A short bundle waits while its worker
-        still holds a full one unanswered: sent at once, short bundles would be answered
-        short and keep every later message short (a message and a wake-up cost as much
-        as a small file's decode)."""
+        """Send every worker the bundles that are due."""
         for h in self.handles:
-            while h.outbox and (len(h.outbox) >= BUNDLE or len(h.queue) - len(h.outbox) < BUNDLE):
-                bundle, h.outbox = h.outbox[:BUNDLE], h.outbox[BUNDLE:]
-                try:
-                    # Plain tuples: a NamedTuple pickles through Python-level calls, 8x
-                    # slower, and this is per file.
-                    h.conn.send([tuple(t) for t in bundle])
-                except OSError:
-                    h.outbox = []  # it died: its sentinel reports it, its queue is resent
+            h.send_due()
 
     def _watch(self, h: _Handle) -> None:
         """Register a worker's pipe and exit sentinel with the one long-lived poller (a new
