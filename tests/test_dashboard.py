@@ -19,7 +19,7 @@ from tiffsink import open_dataset
 from tiffsink.dataset import display
 
 import daemon_harness
-from conftest import wait_for
+from conftest import run_cli, wait_for
 from daemon_harness import DaemonProc, source_array, tiff_bytes
 
 N = 20  # good files
@@ -92,6 +92,32 @@ def test_status_has_what_the_page_shows(served: tuple[DaemonProc, str]) -> None:
     assert st["recent_failures"][0]["reason"] and st["failed"]
     assert 0 < st["disk"]["free"] <= st["disk"]["total"]
     assert sum(n for _, n in st["rows_per_minute"]) == N
+
+
+def test_status_names_the_dataset_host_and_uptime(served: tuple[DaemonProc, str]) -> None:
+    """/status says which dataset and machine the page belongs to, and since when."""
+    d, addr = served
+    st = json.loads(fetch(addr, "/status")[2])
+    assert st["dataset"] == str(d.dataset) and st["host"] == socket.gethostname()
+    assert 0 < st["uptime_s"] < 600
+
+
+def test_history_comes_from_the_index_across_restarts_and_retry(tmp_path: Path) -> None:
+    """After a restart the failures and rows per minute are still on /status (they come
+    from the index); after `tiffsink retry` the cleared failures are gone from it."""
+    d, _ = running(tmp_path, "npy")
+    want = {reason: 1 for reason in d.failures().values()}
+    assert d.stop() == 0
+    d.start()
+    addr = str(wait_for(lambda: d.events("metrics.listening"), 30, "listening")[0]["address"])
+    st = json.loads(fetch(addr, "/status")[2])
+    assert st["failed"] == want and st["recent_failures"][0]["file"].endswith("broken.tif")
+    assert sum(n for _, n in st["rows_per_minute"]) == N
+    r = run_cli("retry", str(d.dataset))
+    assert r.returncode == 0, r.stderr
+    st = json.loads(fetch(addr, "/status")[2])
+    assert st["failed"] == {} and st["recent_failures"] == []
+    assert d.stop() == 0
 
 
 def test_a_row_png_is_the_row_windowed_and_cached_forever(served: tuple[DaemonProc, str]) -> None:
@@ -209,6 +235,12 @@ def test_chromium_renders_the_page_thumbnails_and_row_count(tmp_path: Path) -> N
         first = browser.execute_script("return document.querySelector('#thumbs img').src")
         assert first.endswith(f"/rows/{N - 1}.png?w=256")  # newest first
         assert "broken.tif" in browser.find_element("id", "failures").text
+        where = browser.find_element("id", "where").text
+        assert str(d.dataset) in where and socket.gethostname() in where and ", up " in where
+        labels = browser.execute_script(
+            "return [...document.querySelectorAll('#chart text')].map(t => t.textContent)"
+        )
+        assert {"time", "rows per minute", "now", "-60 min", "0"} <= set(labels)
         browser.save_screenshot(str(tmp_path / "dashboard.png"))
         assert (tmp_path / "dashboard.png").stat().st_size > 10_000
     finally:

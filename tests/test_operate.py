@@ -436,7 +436,7 @@ def test_retry_by_reason_makes_running_daemon_try_again(
 
     r = run_cli("retry", str(d.dataset), "--reason", "truncated", timeout=60)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("1 failure record(s) cleared")
+    assert r.stdout.startswith("1 failure record(s) with reason truncated cleared")
     listed = run_cli("failures", str(d.dataset), timeout=60).stdout
     assert str(junk) in listed and str(cut) not in listed
 

@@ -336,7 +336,7 @@ def test_export_refuses_to_resume_into_a_copy_of_another_dataset(tmp_path: Path)
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     r = run_cli("export", a, b, "--format", "zarr", "--shard-rows", "4", "--compression", "zstd")
     assert r.returncode == 2
-    assert "dataset.compression: dataset has 'blosc-lz4'" in r.stderr  # not a copy target
+    assert "--compression: it has 'blosc-lz4'" in r.stderr  # not a copy target
     r = run_cli("export", a, b, "--format", "zarr", "--shard-rows", "4", "--compression", ZC)
     assert r.returncode == 2
     assert "row 0 is /other.tif" in r.stderr

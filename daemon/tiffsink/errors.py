@@ -84,3 +84,26 @@ class DecodeError(TiffsinkError):
         super().__init__(path, reason)
         # The message shows both: the class for grepping, the detail for people.
         self.args = (f"{self.path}: {reason}: {detail}",)
+
+
+# Every reason a file version can be recorded as failed with, and what it means: `tiffsink
+# retry --reason` accepts only these, and docs/operations.md explains each.
+FAILURE_REASONS: dict[str, str] = {
+    "empty": "the file has 0 bytes",
+    "truncated": "the file ends before its data does",
+    "changed_during_read": "the file changed while it was read",
+    "vanished": "the file went away before it was read",
+    "not_tiff": "not a TIFF file",
+    "corrupt": "no reader could decode it",
+    "too_large": "a page is larger than [image] max_pixels or max_page_bytes",
+    "unsupported_layout": "a layout no reader maps to gray or RGB",
+    "timeout": "decoding took longer than [workers] timeout_s",
+    "decoder_crash": "the decoder process died on it twice",
+    "out_of_memory": "decoding ran out of memory",
+    "decoder_error": "an unexpected error in the decoder (a bug)",
+    "unreadable": "permission denied",
+    "not_regular": "not a regular file",
+    "symlink_outside_root": "a symlink that points outside the watched folder",
+    "dangling_symlink": "a symlink that points nowhere",
+    "no_metadata_match": "the path does not match [metadata] path_pattern (on_mismatch = fail)",
+}

@@ -13,7 +13,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..config import Config, load_config
-from ..errors import ConfigError
+from ..errors import FAILURE_REASONS, ConfigError
+from .text import printable
+from .where import parse_where
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -76,10 +78,26 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0 if summary.complete else 1
 
 
+EX_IN_USE = 3  # verify --repair on a dataset a writer holds: no damage, try it stopped
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from ..dataset.verify import repair, verify
+    from ..errors import DatasetLockedError
 
-    rep = repair(args.dataset) if args.repair else verify(args.dataset)
+    if args.repair:
+        try:
+            rep = repair(args.dataset)
+        except DatasetLockedError as e:
+            holder = f"the daemon (PID {e.pid})" if e.pid else "another tiffsink process"
+            print(
+                f"tiffsink: {args.dataset}: {holder} holds this dataset, so it cannot be "
+                "repaired now (stop it first); plain `tiffsink verify` works while it runs",
+                file=sys.stderr,
+            )
+            return EX_IN_USE
+    else:
+        rep = verify(args.dataset)
     for p in rep.problems:
         print(f"PROBLEM: {p}")
     for n in rep.notes:
@@ -100,16 +118,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_query(args: argparse.Namespace) -> int:
     from ..dataset.reader import open_dataset
 
-    equals: dict[str, object] = {}
-    for cond in args.where:
-        key, sep, raw = cond.partition("=")
-        if not sep or not key:
-            raise ConfigError(None, "--where", f"expected KEY=VALUE, got {cond!r}")
-        try:  # site=3 matches the number 3; well=B03 stays text
-            value = json.loads(raw)
-        except ValueError:
-            value = raw
-        equals[key] = value if isinstance(value, str | int | float) else raw
+    equals = parse_where(args.where)
     with open_dataset(args.dataset) as ds:
         found = [(r, ds.record(int(r)), ds.meta(int(r))) for r in ds.rows(**equals)]
     if args.json:
@@ -120,7 +129,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
     else:
         for r, rec, m in found:
-            print(f"{r}\t{rec.source}\t{rec.page}\t{json.dumps(m)}")
+            print(f"{r}\t{printable(rec.source)}\t{rec.page}\t{json.dumps(m)}")
         print(f"{len(found)} row(s)")
     return 0
 
@@ -134,7 +143,7 @@ def cmd_failures(args: argparse.Namespace) -> int:
         print(json.dumps([f.__dict__ for f in fails], indent=2))
     else:
         for f in fails:
-            print(f"{f.reason}\t{f.source}\t{f.detail}")
+            print(f"{f.reason}\t{printable(f.source)}\t{printable(f.detail)}")
         print(f"{len(fails)} failure(s)")
     return 0
 
@@ -143,13 +152,17 @@ def cmd_retry(args: argparse.Namespace) -> int:
     from ..dataset import index
     from ..dataset.layout import Layout
 
+    if args.reason is not None and args.reason not in FAILURE_REASONS:
+        known = ", ".join(sorted(FAILURE_REASONS))
+        raise ConfigError(None, "--reason", f"unknown reason {args.reason!r}; known: {known}")
     conn = index.connect(Layout.of(args.dataset).require().index)
     try:
         n = index.forget_failures(conn, args.reason)
     finally:
         conn.close()
+    which = f" with reason {args.reason}" if args.reason else ""
     print(
-        f"{n} failure record(s) cleared; the daemon's next scan (or `tiffsink ingest`) "
+        f"{n} failure record(s){which} cleared; the daemon's next scan (or `tiffsink ingest`) "
         "tries those files again"
     )
     return 0

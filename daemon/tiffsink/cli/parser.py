@@ -17,7 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tiffsink",
         description="Every TIFF that lands in a folder, exactly once, in one growing "
-        "memory-mappable dataset (images.npy + index.sqlite).",
+        "memory-mappable dataset: images.npy or an OME-Zarr images.zarr, with "
+        "index.sqlite saying which file, page and metadata each row came from.",
     )
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=commands.cmd_run)
 
     i = sub.add_parser("ingest", help="backfill folders that already exist")
-    i.add_argument("sources", nargs="+", metavar="SRC")
+    i.add_argument("sources", nargs="+", metavar="SRC", help="folders to walk (recursively)")
     i.add_argument("--dataset", help="dataset folder (default: [dataset] directory)")
     i.add_argument("--workers", type=int, help="worker processes (default: [workers] count)")
     i.add_argument(
@@ -45,61 +46,104 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=commands.cmd_ingest)
 
     v = sub.add_parser("verify", help="check a dataset's consistency")
-    v.add_argument("dataset")
-    v.add_argument("--repair", action="store_true", help="run crash recovery, then check")
+    v.add_argument("dataset", help="dataset folder")
+    v.add_argument(
+        "--repair",
+        action="store_true",
+        help="run crash recovery, then check (needs the daemon stopped: exit 3 while it runs)",
+    )
     v.set_defaults(func=commands.cmd_verify)
 
     ex = sub.add_parser("export", help="copy a dataset into npy or zarr, index included")
-    ex.add_argument("dataset")
-    ex.add_argument("out")
-    ex.add_argument("--format", required=True, choices=FORMATS)
-    ex.add_argument("--shard-rows", type=int, default=Storage.shard_rows)
-    ex.add_argument("--compression", choices=COMPRESSIONS, default=Storage.compression)
-    ex.add_argument("--level", type=int, default=Storage.compression_level, choices=range(1, 10))
+    ex.add_argument("dataset", help="the dataset to copy")
+    ex.add_argument("out", help="folder of the copy (resumed if an earlier export stopped)")
+    ex.add_argument("--format", required=True, choices=FORMATS, help="format of the copy")
+    ex.add_argument(
+        "--shard-rows",
+        type=int,
+        default=Storage.shard_rows,
+        help="zarr: rows per shard object (default: %(default)s)",
+    )
+    ex.add_argument(
+        "--compression",
+        choices=COMPRESSIONS,
+        default=Storage.compression,
+        help="zarr: codec of each row (default: %(default)s)",
+    )
+    ex.add_argument(
+        "--level",
+        type=int,
+        default=Storage.compression_level,
+        choices=range(1, 10),
+        metavar="1-9",
+        help="zarr: compression level (default: %(default)s)",
+    )
     ex.set_defaults(func=commands.cmd_export)
 
     s = sub.add_parser("status", help="rows, rate, failures and the daemon holding a dataset")
-    s.add_argument("dataset")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("dataset", help="dataset folder")
+    s.add_argument("--json", action="store_true", help="print JSON instead of text")
     s.set_defaults(func=commands.cmd_status)
 
     q = sub.add_parser("query", help="rows whose metadata matches, e.g. --where well=B03")
-    q.add_argument("dataset")
+    q.add_argument("dataset", help="dataset folder")
     q.add_argument(
         "--where",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="keep rows whose metadata KEY equals VALUE (repeatable; numbers match numbers)",
+        help="keep rows whose metadata KEY equals VALUE, compared as JSON: 3 matches the "
+        "number 3, true the boolean, B03 the text (repeatable: all must hold)",
     )
-    q.add_argument("--json", action="store_true")
+    q.add_argument("--json", action="store_true", help="print JSON instead of text")
     q.set_defaults(func=commands.cmd_query)
 
     f = sub.add_parser("failures", help="list recorded failures")
-    f.add_argument("dataset")
-    f.add_argument("--reason")
-    f.add_argument("--json", action="store_true")
+    f.add_argument("dataset", help="dataset folder")
+    f.add_argument("--reason", help="only failures with this reason")
+    f.add_argument("--json", action="store_true", help="print JSON instead of text")
     f.set_defaults(func=commands.cmd_failures)
 
     rt = sub.add_parser("retry", help="make recorded failures eligible again")
-    rt.add_argument("dataset")
-    rt.add_argument("--reason", help="only failures with this reason")
+    rt.add_argument("dataset", help="dataset folder")
+    rt.add_argument(
+        "--reason", help="only failures with this reason (default: all); see `failures`"
+    )
     rt.set_defaults(func=commands.cmd_retry)
 
     pv = sub.add_parser("preview", help="contact sheet of recent rows")
-    pv.add_argument("dataset")
-    pv.add_argument("--last", type=int, default=16)
-    pv.add_argument("--out", default="sheet.png")
+    pv.add_argument("dataset", help="dataset folder")
+    pv.add_argument(
+        "--last", type=int, default=16, help="how many of the newest rows (default: %(default)s)"
+    )
+    pv.add_argument("--out", default="sheet.png", help="PNG to write (default: %(default)s)")
     pv.set_defaults(func=commands.cmd_preview)
 
     sm = sub.add_parser("simulate", help="write frames into a folder as an instrument does")
-    sm.add_argument("directory")
-    sm.add_argument("--count", type=int, default=100)
-    sm.add_argument("--rate", type=float, default=5.0, help="frames per second")
-    sm.add_argument("--shape", default="2048x2048", help="HEIGHTxWIDTH")
-    sm.add_argument("--dtype", default="uint16", choices=["uint8", "uint16", "float32"])
-    sm.add_argument("--style", default="mixed", choices=["chunked", "rename", "mixed"])
-    sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("directory", help="folder to write into (created if missing)")
+    sm.add_argument("--count", type=int, default=100, help="frames (default: %(default)s)")
+    sm.add_argument(
+        "--rate", type=float, default=5.0, help="frames per second (default: %(default)s)"
+    )
+    sm.add_argument(
+        "--shape", default="2048x2048", help="HEIGHTxWIDTH of each frame (default: %(default)s)"
+    )
+    sm.add_argument(
+        "--dtype",
+        default="uint16",
+        choices=["uint8", "uint16", "float32"],
+        help="sample type (default: %(default)s)",
+    )
+    sm.add_argument(
+        "--style",
+        default="mixed",
+        choices=["chunked", "rename", "mixed"],
+        help="chunked: written under the final name in pieces; rename: written hidden, then "
+        "renamed in; mixed: alternate (default: %(default)s)",
+    )
+    sm.add_argument(
+        "--seed", type=int, default=0, help="noise seed of the frames (default: %(default)s)"
+    )
     sm.set_defaults(func=commands.cmd_simulate)
 
     ins = sub.add_parser("install-service", help="install or print the systemd unit")

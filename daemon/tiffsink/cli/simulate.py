@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from ..errors import ConfigError
+
 CHUNKS = 4
 
 
@@ -58,6 +60,19 @@ def write_renamed(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def run_stamp(directory: Path, now: float | None = None) -> str:
+    """A prefix no earlier run in `directory` used: the start time to the second, with a
+    suffix if a run in the same second was there first. Each run's frames are new
+    files, never new versions of an earlier run's (which the dataset would keep as
+    duplicates of one name)."""
+    base = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    stamp, k = base, 1
+    while any(directory.glob(f"frame_{stamp}_*")):
+        k += 1
+        stamp = f"{base}-{k}"
+    return stamp
+
+
 def simulate(
     directory: Path,
     count: int,
@@ -72,11 +87,12 @@ def simulate(
     rng = np.random.default_rng(seed)
     period = 1.0 / rate_hz if rate_hz > 0 else 0.0
     pause = chunk_pause_s if chunk_pause_s is not None else period / (2 * CHUNKS)
+    stamp = run_stamp(directory)
     t0 = time.monotonic()
     written = []
     for i in range(count):
         data = encode(frame(i, shape, dtype, rng))
-        path = directory / f"frame_{seed:03d}_{i:06d}.tif"
+        path = directory / f"frame_{stamp}_{i:06d}.tif"
         kind = style if style != "mixed" else ("chunked", "rename")[i % 2]
         if kind == "chunked":
             write_chunked(path, data, pause)
@@ -90,8 +106,12 @@ def simulate(
 
 def main(args: argparse.Namespace) -> int:
     h, _, w = args.shape.lower().partition("x")
-    if not (h.isdigit() and w.isdigit()):
-        raise SystemExit(f"--shape must be HEIGHTxWIDTH, e.g. 2048x2048, got {args.shape!r}")
+    if not (h.isdigit() and w.isdigit() and int(h) > 0 and int(w) > 0):
+        raise ConfigError(
+            None, "--shape", f"must be HEIGHTxWIDTH, e.g. 2048x2048, got {args.shape!r}"
+        )
+    if args.count < 0 or not args.rate >= 0:
+        raise ConfigError(None, "--count/--rate", "must not be negative")
     paths = simulate(
         Path(args.directory),
         args.count,

@@ -60,7 +60,7 @@ def cluster_ingest(
             "one with `tiffsink export`",
         )
     feed = Backfill(config, sources)
-    summary = Summary(files_total=feed.count())
+    summary = Summary(files_total=feed.require_files())
     writer = DatasetWriter(config.dataset.directory, config.image, storage)
     set_label(writer.conn, config.metadata.label)
     bar = Progress(summary, sys.stderr.isatty() if progress is None else progress)

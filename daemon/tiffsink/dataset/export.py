@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
-from ..config import Storage
-from ..errors import DatasetError
+from ..config import ImageSpec, Storage
+from ..errors import DatasetError, SpecMismatchError
 from . import index
 from .index import RowRecord
 from .meta import spec_from_meta
@@ -49,7 +50,7 @@ def export(
         if len(src) < n:  # a zarr source's shape may lag its index by one batch
             n = len(src)
         step = max(storage.shard_rows, 64)
-        with DatasetWriter(out_dir, spec, storage) as w:
+        with _open_copy(out_dir, spec, storage, src.directory) as w:
             done = w.committed
             if done > n:
                 raise DatasetError(w.directory, f"holds {done} rows, the source only {n}")
@@ -68,6 +69,38 @@ def export(
             w.commit([], fails)
         _compare(src, out_dir, n)
         return ExportResult(n, n - start, len(fails))
+
+
+# How export's own flags name the storage keys that the config calls dataset.*.
+_FLAGS = {
+    "dataset.format": "--format",
+    "dataset.shard_rows": "--shard-rows",
+    "dataset.compression": "--compression",
+    "dataset.compression_level": "--level",
+}
+
+
+def _open_copy(
+    out_dir: str | os.PathLike[str], spec: ImageSpec, storage: Storage, src: Path
+) -> DatasetWriter:
+    """The copy's writer; a folder holding another dataset is refused in export's own
+    terms (its flags, the source's spec), leaving out keys neither side sets."""
+    try:
+        return DatasetWriter(out_dir, spec, storage)
+    except SpecMismatchError as e:
+        parts = []
+        for key, (have, want) in e.diffs.items():
+            if key in _FLAGS:
+                if have is not None and want is not None:
+                    parts.append(f"{_FLAGS[key]}: it has {have!r}, this export asks for {want!r}")
+            else:
+                parts.append(f"{key}: it has {have!r}, the source {src} has {want!r}")
+        raise DatasetError(
+            out_dir,
+            "already holds a different dataset, refusing to mix rows: "
+            + "; ".join(parts)
+            + "; export into a new folder",
+        ) from None
 
 
 def _check_prefix(src: Dataset, w: DatasetWriter, done: int) -> None:

@@ -158,10 +158,16 @@ def committed_rows(conn: sqlite3.Connection) -> int:
 def insert(
     conn: sqlite3.Connection, rows: Sequence[RowRecord], failures: Sequence[FailureRecord]
 ) -> None:
-    """The commit point: one transaction with every row and failure of a batch."""
+    """The commit point: one transaction with every row and failure of a batch.
+
+    A source that becomes rows loses the failure records of its earlier versions in the
+    same transaction (a fixed file is no longer failed; the log keeps the history)."""
     with transaction(conn):
         # attrgetter, not dataclasses.astuple: astuple deep-copies, per row, in the commit.
         conn.executemany("INSERT INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", map(_ROW, rows))
+        fixed = {(r.source,) for r in rows}
+        if fixed:
+            conn.executemany("DELETE FROM failures WHERE source=?", fixed)
         conn.executemany(
             "INSERT OR REPLACE INTO failures (source, size, mtime_ns, reason, detail, at) "
             "VALUES (?,?,?,?,?,?)",
@@ -213,12 +219,20 @@ def meta_column(conn: sqlite3.Connection, n: int) -> list[str]:
 
 
 def rows_where(conn: sqlite3.Connection, equals: dict[str, Any], n: int) -> list[int]:
-    """Row numbers (< n) whose meta has every key equal to the value (JSON functions)."""
+    """Row numbers (< n) whose meta has every key equal to the value, compared with its
+    JSON type: `True` matches only true (SQLite's json_extract gives 1 for both), a
+    number only a number, a string only a string, None only null."""
     sql = "SELECT row FROM images WHERE row < ?"
     args: list[Any] = [n]
     for k, v in equals.items():
-        sql += " AND json_extract(meta, ?) = ?"
-        args += [json_path(k), v]
+        path = json_path(k)
+        if v is None or isinstance(v, bool):
+            sql += " AND json_type(meta, ?) = ?"
+            args += [path, "null" if v is None else "true" if v else "false"]
+            continue
+        kinds = "'integer', 'real'" if isinstance(v, int | float) else "'text'"
+        sql += f" AND json_type(meta, ?) IN ({kinds}) AND json_extract(meta, ?) = ?"
+        args += [path, path, v]
     return [r for (r,) in conn.execute(sql + " ORDER BY row", args)]
 
 
@@ -305,6 +319,27 @@ def last_ingested_at(conn: sqlite3.Connection) -> float | None:
 def rows_since(conn: sqlite3.Connection, since: float) -> int:
     (n,) = conn.execute("SELECT COUNT(*) FROM images WHERE ingested_at >= ?", (since,)).fetchone()
     return int(n)
+
+
+def rows_per_minute(conn: sqlite3.Connection, since: float) -> list[tuple[int, int]]:
+    """(unix minute, rows committed in it) since `since`, oldest first; minutes without
+    rows are left out. Uses the ingested_at index: one range scan."""
+    cur = conn.execute(
+        "SELECT CAST(ingested_at / 60 AS INTEGER) * 60 AS m, COUNT(*) FROM images "
+        "WHERE ingested_at >= ? GROUP BY m ORDER BY m",
+        (since,),
+    )
+    return [(int(m), int(n)) for m, n in cur]
+
+
+def recent_failures(conn: sqlite3.Connection, limit: int) -> list[FailureRecord]:
+    """The newest `limit` failure records, newest first."""
+    cur = conn.execute(
+        "SELECT source, size, mtime_ns, reason, detail, at FROM failures "
+        "ORDER BY at DESC, id DESC LIMIT ?",
+        (limit,),
+    )
+    return [FailureRecord(*r) for r in cur]
 
 
 def file_count(conn: sqlite3.Connection) -> int:

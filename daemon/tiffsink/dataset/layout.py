@@ -76,10 +76,22 @@ class Layout:
             missing.append(self.images)
         return missing
 
-    def require(self) -> Layout:
-        """Raise DatasetError naming the folder unless the index and the rows are there."""
-        if self.missing():
+    def require_some(self) -> Layout:
+        """Raise DatasetError naming the folder when it holds no dataset file at all: the
+        one meaning of "not a dataset" that every command (status, verify...) shares."""
+        if not self.index.is_file() and self.format() is None:
             raise DatasetError(
-                self.directory, f"not a tiffsink dataset (no {INDEX} / {IMAGES} or {ZARR})"
+                self.directory, f"not a tiffsink dataset (no {INDEX}, {IMAGES} or {ZARR})"
+            )
+        return self
+
+    def require(self) -> Layout:
+        """Raise DatasetError naming the folder unless the index and the rows are there;
+        a folder with only some of them is called damaged, not "not a dataset"."""
+        missing = self.require_some().missing()
+        if missing:
+            names = " and ".join(p.name for p in missing)
+            raise DatasetError(
+                self.directory, f"damaged dataset: {names} missing; `tiffsink verify` says more"
             )
         return self

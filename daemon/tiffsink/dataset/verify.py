@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..config import ImageSpec, Storage
-from ..errors import TiffsinkError
+from ..errors import DatasetLockedError, TiffsinkError
 from . import header, index, lock
 from .formats.zarrcheck import check_zarr
 from .layout import Layout
@@ -48,7 +48,7 @@ def _check_index(lay: Layout, rep: Report) -> tuple[int, ImageSpec, Storage]:
 def verify(directory: str | os.PathLike[str]) -> Report:
     """Every inconsistency as one line; a lagging header or uncommitted tail is a note
     when a writer holds the dataset (that is a commit in progress), a problem otherwise."""
-    lay = Layout.of(directory)
+    lay = Layout.of(directory).require_some()
     rep = Report([f"{p}: missing" for p in lay.missing()])
     if not rep.ok:
         return rep
@@ -90,8 +90,14 @@ def _check_npy(lay: Layout, spec: ImageSpec, n: int, busy: bool, rep: Report) ->
 
 
 def repair(directory: str | os.PathLike[str]) -> Report:
-    """Run the writer's recovery (takes the lock), then verify again."""
-    lay = Layout.of(directory)
+    """Run the writer's recovery (takes the lock), then verify again. DatasetLockedError
+    when a writer holds the dataset: that is no damage, and verify works meanwhile."""
+    lay = Layout.of(directory).require_some()
+    pid = lock.holder(lay)
+    if pid is not None:
+        raise DatasetLockedError(lay.directory, None if pid < 0 else pid)
+    if lay.missing():
+        return verify(lay.directory)  # no index to recover from: report what is missing
     conn = index.connect(lay.index, readonly=True)
     try:
         meta = index.read_meta(conn)
@@ -99,6 +105,8 @@ def repair(directory: str | os.PathLike[str]) -> Report:
         conn.close()
     try:
         DatasetWriter(lay.directory, spec_from_meta(meta), storage_from_meta(meta)).close()
+    except DatasetLockedError:
+        raise  # taken between the check above and the open: still not damage
     except TiffsinkError as e:
         rep = verify(lay.directory)
         rep.problems.append(f"repair failed: {e}")

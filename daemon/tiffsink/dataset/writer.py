@@ -28,6 +28,7 @@ from ..config import ImageSpec, Storage
 from ..errors import DatasetError, DatasetFullError, DatasetIOError
 from ..testing import faults
 from . import index, lock
+from .access import check_writable
 from .closers import Closers
 from .formats.sink import RowSink, as_page
 from .index import FailureRecord, RowRecord
@@ -57,6 +58,7 @@ class DatasetWriter:
         self.row_bytes = spec.row_bytes
         self._poisoned: BaseException | None = None
         self.lookup = Lookup(self.layout)  # exactly-once checks, from the supervisor thread
+        check_writable(self.directory)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as e:

@@ -31,11 +31,26 @@ class Backfill:
                 raise TiffsinkError(src, "not a folder")
         self.roots = _outermost([src.resolve() for src in sources])
         self.wanted = NameFilter.from_config(config.watch)
+        self.patterns, self.ignored = config.watch.patterns, config.watch.ignore_patterns
         self.exclude = config.excluded_folders()
 
     def count(self) -> int:
         """Files the feed will consider (names only: no stat per file)."""
         return sum(count_files(root, self.wanted, True, self.exclude) for root in self.roots)
+
+    def require_files(self) -> int:
+        """`count`, or TiffsinkError naming the folders and patterns when no file matches,
+        before anything (a dataset folder) is created for nothing."""
+        n = self.count()
+        if n == 0:
+            where = ", ".join(str(r) for r in self.roots)
+            raise TiffsinkError(
+                None,
+                f"no file to ingest in {where}: none matches [watch] patterns "
+                f"{list(self.patterns)} outside ignore_patterns {list(self.ignored)}; "
+                "nothing was created",
+            )
+        return n
 
     def candidates(
         self, known: Callable[[list[Version]], set[Version]], on_skip: Callable[[], None]

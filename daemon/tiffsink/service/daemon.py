@@ -31,6 +31,7 @@ from .disposal import Disposal
 from .health import Health
 from .http import StatusServer
 from .intake import Intake
+from .preflight import check_folders
 from .sdnotify import Notifier, watchdog_interval_s
 from .signals import StopSignals
 
@@ -75,7 +76,7 @@ class Daemon:
             self.health.ingested(now - cand.seen_at)
             self.disposal.ingested(cand.path, version)
         for cand, rec in info.failed:
-            self.health.failed_file(rec.reason, cand.path, rec.detail)
+            self.health.failed_file(rec.reason)
             self.disposal.failed(cand.path, (rec.size, rec.mtime_ns))
         log.info(
             "batch.committed",
@@ -92,9 +93,9 @@ class Daemon:
     # -- lifecycle --------------------------------------------------------------------
     def run(self) -> int:
         cfg = self.cfg
+        check_folders(cfg)
         for p in sweep_stale_arenas():
             log.info("shm.swept", path=str(p))
-        self.root.mkdir(parents=True, exist_ok=True)
         self.log = log.bind()  # bound once: a filtered per-file debug call costs nothing
         self.writer = writer = DatasetWriter(cfg.dataset.directory, cfg.image, cfg.dataset.storage)
         set_label(writer.conn, cfg.metadata.label)

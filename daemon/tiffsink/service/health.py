@@ -9,6 +9,7 @@ wedged pipeline gets restarted.
 from __future__ import annotations
 
 import shutil
+import socket
 import time
 from collections import Counter, deque
 from pathlib import Path
@@ -44,8 +45,7 @@ class Health:
     ) -> None:
         self.started = time.time()
         self.dataset = dataset  # for disk free in /status
-        self.recent_failures: deque[dict[str, Any]] = deque(maxlen=20)
-        self._minutes: deque[list[int]] = deque(maxlen=60)  # [unix minute, rows] for the chart
+        self.host = socket.gethostname()
         self.row_bytes = row_bytes
         self.stall_s = stall_s
         self.rows = 0
@@ -81,22 +81,16 @@ class Health:
         self.ingested_total += 1
         self.metrics.latency.observe(latency_s)
 
-    def failed_file(self, reason: str, path: str = "", detail: str = "") -> None:
+    def failed_file(self, reason: str) -> None:
+        """Counted for /metrics (this process's counter); the page's failures come from
+        the index, which survives restarts and `tiffsink retry`."""
         self.failed[reason] += 1
         self.metrics.failed.labels(reason=reason).inc()
-        self.recent_failures.appendleft(
-            {"file": path, "reason": reason, "detail": detail, "at": time.time()}
-        )
 
     def committed(self, info: CommitInfo, rows: int) -> None:
         self.last_commit = time.time()
         self.last_commit_mono = time.monotonic()
         self._recent.append((self.last_commit_mono, info.rows))
-        minute = int(self.last_commit // 60) * 60
-        if self._minutes and self._minutes[-1][0] == minute:
-            self._minutes[-1][1] += info.rows
-        else:
-            self._minutes.append([minute, info.rows])
         self.metrics.ingested.inc(info.rows)
         self.metrics.batch.observe(info.batch_ms / 1000)
         self.metrics.last.set(self.last_commit)
@@ -134,15 +128,15 @@ class Health:
             "bytes": self.bytes,
             "pending": self.pending,
             "ingested_files": self.ingested_total,
-            "failed": dict(self.failed),
             "last_commit": self.last_commit or None,
             "rows_per_s_1m": round(self.rate_per_s(), 3),
             "healthy": problem is None,
             "problem": problem,
+            "dataset": str(self.dataset) if self.dataset is not None else None,
+            "host": self.host,
             "started": self.started,
+            "uptime_s": round(time.time() - self.started, 1),
             "version": __version__,
-            "recent_failures": list(self.recent_failures),
-            "rows_per_minute": [list(m) for m in self._minutes],
             "disk": self._disk(),
         }
 

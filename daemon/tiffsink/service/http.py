@@ -58,6 +58,8 @@ def _handler(health: Health, images: RowImages | None) -> type[BaseHTTPRequestHa
             elif path == "/status":
                 st = health.status()
                 st["recent"] = images.recent(RECENT) if images else []
+                if images is not None:  # failures and the chart: from the index
+                    st.update(images.history())
                 self._send(200, json.dumps(st).encode(), "application/json", "no-store")
             elif path in ("/", "/index.html"):
                 self._send(200, PAGE.encode(), "text/html; charset=utf-8", "no-store")

@@ -34,7 +34,7 @@ def ingest(config: Config, sources: list[Path], progress: bool | None = None) ->
     """Backfill `sources` into `config.dataset.directory`; Ctrl-C commits what is in flight."""
     feed = Backfill(config, sources)
     summary = Summary()
-    summary.files_total = feed.count()
+    summary.files_total = feed.require_files()
     sweep_stale_arenas()
     writer = DatasetWriter(config.dataset.directory, config.image, config.dataset.storage)
     set_label(writer.conn, config.metadata.label)

@@ -1,4 +1,6 @@
-"""Rows and recent records for the dashboard, read from the dataset on each request.
+"""Rows, recent records and history for the dashboard, read from the dataset on each
+request: what the page shows survives restarts and reflects `tiffsink retry`, because
+the index, not the daemon's memory, is where it comes from.
 
 The HTTP threads open their own read-only view per request (an index connection and a
 memmap or zarr array: about a millisecond), so nothing is kept in memory per row and no
@@ -9,10 +11,13 @@ ever becomes a path.
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
 from ..dataset import display, index
+from ..dataset.layout import Layout
 from ..dataset.reader import Dataset
 from ..errors import TiffsinkError
 
@@ -47,3 +52,26 @@ class RowImages:
             {"row": r.row, "source": os.path.basename(r.source), "page": r.page}
             for r in reversed(recs)
         ]
+
+    def history(self, minutes: int = 60, failures: int = 20) -> dict[str, Any]:
+        """Failure counts by reason, the newest failures and rows per minute over the last
+        `minutes`, from the index; empty before the dataset exists."""
+        lay = Layout.of(self.directory)
+        try:
+            conn = index.connect(lay.require().index, readonly=True)
+        except TiffsinkError:
+            return {"failed": {}, "recent_failures": [], "rows_per_minute": []}
+        try:
+            since = (time.time() // 60 - (minutes - 1)) * 60
+            return {
+                "failed": index.failure_counts(conn),
+                "recent_failures": [
+                    {"file": f.source, "reason": f.reason, "detail": f.detail, "at": f.at}
+                    for f in index.recent_failures(conn, failures)
+                ],
+                "rows_per_minute": [list(m) for m in index.rows_per_minute(conn, since)],
+            }
+        except sqlite3.Error:  # the dataset is being created: no tables yet
+            return {"failed": {}, "recent_failures": [], "rows_per_minute": []}
+        finally:
+            conn.close()

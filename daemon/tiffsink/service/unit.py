@@ -29,6 +29,8 @@ UNIT_DIR = Path("/etc/systemd/system")
 
 # Where ProtectHome=yes would hide a folder, the ExecStart binary or the config.
 _HOMES = (Path("/home"), Path("/root"), Path("/run/user"))
+# Where PrivateTmp=yes would: the service would see an empty /tmp of its own.
+_TMPS = (Path("/tmp"), Path("/var/tmp"))
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 
 TEMPLATE = Template(
@@ -97,7 +99,9 @@ ProtectSystem=strict
 ReadWritePaths=${rw_paths}
 # "read-only" instead of "yes" when a folder, the config or the program is under /home.
 ProtectHome=${protect_home}
-PrivateTmp=yes
+# "no" when a folder, the config or the program is under /tmp or /var/tmp, which a
+# private /tmp would hide from the daemon.
+PrivateTmp=${private_tmp}
 # A private /dev with only null, zero, urandom & co. /dev/shm, where the workers' row
 # slots live, stays the host's and writable: PrivateDevices= bind-mounts it into the
 # private /dev, and ProtectSystem= leaves the API file systems /dev, /proc, /sys alone.
@@ -226,6 +230,7 @@ def render_unit(
         raise ValueError("rw_paths: the daemon needs at least its dataset folder")
     seen = [*program_paths(exec_path), config_path, *rws]
     in_home = any(_under(p, h) for p in seen for h in _HOMES)
+    in_tmp = bool(in_tmp_paths(seen))
     if metrics_listen:
         families = "AF_UNIX AF_INET AF_INET6"
         network_extra = f"# [metrics] listen = {metrics_listen}\nIPAddressAllow=localhost\n"
@@ -245,9 +250,15 @@ def render_unit(
         user=user,
         rw_paths=" ".join(_escape(str(p), keep) for p in rws),
         protect_home="read-only" if in_home else "yes",
+        private_tmp="no" if in_tmp else "yes",
         address_families=families,
         network_extra=network_extra,
     )
+
+
+def in_tmp_paths(paths: list[Path]) -> list[Path]:
+    """Those of `paths` under /tmp or /var/tmp (symlinks as given)."""
+    return [p for p in paths if any(_under(p, t) for t in _TMPS)]
 
 
 def default_unit(instance: bool) -> str:
@@ -329,6 +340,14 @@ def install_service(
         user,
         description=f"tiffsink TIFF ingest daemon ({name})" if name else None,
     )
+    tmps = in_tmp_paths([*program_paths(exec_path), config_path.absolute(), *rws])
+    if tmps:
+        print(
+            f"note: {tmps[0]} is under a temporary folder, so the unit has PrivateTmp=no to "
+            "see it; files there may be deleted at boot or by systemd-tmpfiles: keep the "
+            "program, config and folders elsewhere for real use",
+            file=sys.stderr,
+        )
     if print_only:
         return text
     target = unit_dir / unit_name
