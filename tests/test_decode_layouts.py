@@ -8,6 +8,8 @@ difference, plus one case resized the same way by cv2.
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -271,3 +273,19 @@ def test_size_limit_applies_in_the_pillow_fallback(tmp_path: Path) -> None:
         pillow_page(buf.getvalue(), "x.tif", 0, Limits(spec(max_page_bytes=H * W - 1)))
     got = pillow_page(buf.getvalue(), "x.tif", 0, Limits(spec()))
     assert got is not None and got[0].shape == (H, W) and got[1] == 1
+
+
+def test_libtiff_warnings_do_not_reach_stderr(tmp_path: Path) -> None:
+    """Once a Decoder exists, libtiff's warnings about an odd file do not reach stderr
+    (OpenCV 5 prints them there; the daemon's journal would get a line per file)."""
+    rgba = np.random.default_rng(8).integers(0, 256, (H, W, 4), dtype=np.uint8)
+    tags = [(256, 3, [W]), (257, 3, [H]), (258, 3, [8, 8, 8]), (259, 3, [1]), (262, 3, [2]),
+            (277, 3, [4]), (278, 3, [H]), (338, 3, [2])]  # fmt: skip
+    p = write_classic(tmp_path / "bits.tif", tags, rgba.tobytes())
+    code = (
+        "import sys, cv2, numpy as np; from tiffsink.config import ImageSpec; "
+        "from tiffsink.decode import Decoder; Decoder(ImageSpec()); "
+        "cv2.imdecode(np.fromfile(sys.argv[1], np.uint8), cv2.IMREAD_UNCHANGED)"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == "", r.stderr

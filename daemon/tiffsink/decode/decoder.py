@@ -71,6 +71,7 @@ class Decoder:
     """
 
     def __init__(self, spec: ImageSpec) -> None:
+        quiet_libtiff()
         self.spec = spec
         self.scratch = Scratch()
         self.converter = Converter(spec, self.scratch)
@@ -245,6 +246,15 @@ class Decoder:
                     infos.append(_info(i, src))
                     self.converter.convert(src, False, out)
         return DecodeResult(total, infos, digest)
+
+
+def quiet_libtiff() -> None:
+    """OpenCV 5 logs libtiff's warnings about odd files to stderr, one unstructured line
+    per file (a flood in the journal); a file's real problems are failures with reasons,
+    so only OpenCV's errors are kept."""
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is not None:
+        logging.setLogLevel(logging.LOG_LEVEL_ERROR)
 
 
 def _info(page: int, src: Array) -> PageInfo:
