@@ -134,9 +134,13 @@ def test_layout_names_the_dataset_files(tmp_path: Path) -> None:
 
 
 def test_layout_require_names_the_folder(tmp_path: Path) -> None:
-    """A folder without both files is refused with its path in the message."""
-    (tmp_path / "index.sqlite").write_bytes(b"")
+    """A folder without both files is refused with its path in the message: "not a
+    tiffsink dataset" when it has neither, "damaged" when it has one of them."""
     with pytest.raises(DatasetError, match="not a tiffsink dataset") as e:
+        Layout.of(tmp_path).require()
+    assert e.value.path == str(tmp_path)
+    (tmp_path / "index.sqlite").write_bytes(b"")
+    with pytest.raises(DatasetError, match="damaged dataset: images.npy missing") as e:
         Layout.of(tmp_path).require()
     assert e.value.path == str(tmp_path)
     assert Layout.of(tmp_path).missing() == [tmp_path / "images.npy"]
