@@ -204,7 +204,10 @@ class MetadataReader:
             d = attempt(json.loads, str(tags[MICROMANAGER]))
             if isinstance(d, dict):
                 c = functools.partial(order.index, page=page)
-                out.update(attempt(micromanager.plane, d, summary, c) or {})
+                out.update(attempt(micromanager.plane, d, c) or {})
+        when = micromanager.interval_time(summary, out["t"]) if "t" in out else None
+        if "time_s" not in out and when is not None:
+            out["time_s"] = when
         if str(tags.get(SOFTWARE, "")).strip():
             out["software"] = str(tags[SOFTWARE]).strip()
         return out

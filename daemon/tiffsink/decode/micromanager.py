@@ -6,7 +6,7 @@ FrameIndex with its Channel name. Micro-Manager 2's NDTiff leaves those at 0 and
 key: `Axes` first, for every axis (z; channel, with c its index in the acquisition's
 channel order; time as t; position, row, column and any other axis under its own
 name); then the 1.4 fields; then the summary (ChNames for c, z-step_um, Interval_ms for
-a time where a page has no elapsed time). Exposure is `Exposure-ms`, or the camera's own
+a time where no source states one). Exposure is `Exposure-ms`, or the camera's own
 `<camera>-Exposure` property where that is what the file has.
 
 The acquisition's channel order is the summary's ChNames where it lists the channel;
@@ -54,6 +54,12 @@ def summary(fd: int, size: int) -> dict[str, Any]:
     return d if isinstance(d, dict) else {}
 
 
+def interval_time(s: dict[str, Any], t: int) -> float | None:
+    """Frame t's time from the summary's Interval_ms: where nothing better says it."""
+    iv = _num(s.get("Interval_ms"))
+    return None if iv is None else round(t * iv / 1000, 6)
+
+
 def summary_keys(s: dict[str, Any]) -> dict[str, Any]:
     """What the summary says of every plane: z step, start of the acquisition, software."""
     out: dict[str, Any] = {}
@@ -69,8 +75,8 @@ def summary_keys(s: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def plane(d: dict[str, Any], s: dict[str, Any], order: Callable[[str], int]) -> dict[str, Any]:
-    """One page's keys from its JSON `d`, the summary `s`, and the channel order."""
+def plane(d: dict[str, Any], order: Callable[[str], int]) -> dict[str, Any]:
+    """One page's keys from its JSON `d`, with c from the channel order."""
     out: dict[str, Any] = {}
     for key, name in (("ChannelIndex", "c"), ("SliceIndex", "z"), ("FrameIndex", "t")):
         if (v := _num(d.get(key))) is not None:
@@ -90,8 +96,6 @@ def plane(d: dict[str, Any], s: dict[str, Any], order: Callable[[str], int]) -> 
             out[str(axis)] = value
     if (ms := _num(d.get("ElapsedTime-ms"))) is not None:
         out["time_s"] = round(ms / 1000, 6)
-    elif (iv := _num(s.get("Interval_ms"))) is not None and "t" in out:
-        out["time_s"] = round(out["t"] * iv / 1000, 6)
     camera = str(d.get("Core-Camera") or "Camera")
     for key in ("Exposure-ms", f"{camera}-Exposure", "Camera-Exposure"):
         if (ms := _num(d.get(key))) is not None:
