@@ -2,6 +2,7 @@
 
   python bench/ab_bench.py REV                  # 600 default-corpus files, 3 rounds each
   python bench/ab_bench.py HEAD~3 --files 300 --rounds 5
+  python bench/ab_bench.py HEAD~3 --kind lzw --files 200   # the LZW corpus
 
 REV is checked out into a temporary git worktree and run from there (PYTHONPATH), the
 working tree from here; rounds alternate on the same warm corpus into fresh npy datasets,
@@ -47,11 +48,12 @@ def main() -> None:
     ap.add_argument("rev")
     ap.add_argument("--files", type=int, default=600)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--kind", default="uncompressed", choices=["uncompressed", "lzw", "rgb8"])
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "tiffsink-bench"))
     args = ap.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    corpus = make_corpus(work, "uncompressed", args.files, (2048, 2048))[0].parent
+    corpus = make_corpus(work, args.kind, args.files, (2048, 2048))[0].parent
     other = Path(tempfile.mkdtemp(prefix="tiffsink-ab-"))
     subprocess.run(["git", "-C", str(HERE), "worktree", "add", "--detach", str(other), args.rev],
                    check=True, capture_output=True)  # fmt: skip
@@ -65,6 +67,7 @@ def main() -> None:
                        check=False, capture_output=True)  # fmt: skip
     med = {k: statistics.median(v) for k, v in times.items()}
     print(json.dumps({
+        "kind": args.kind,
         "files": args.files,
         "files_per_s": {k: round(args.files / v, 1) for k, v in med.items()},
         "this_over_rev": round(med[args.rev] / med["this"], 3),
