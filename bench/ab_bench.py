@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -28,19 +29,24 @@ from ingest_bench import make_corpus
 HERE = Path(__file__).resolve().parent.parent
 
 
-def ingest(tree: Path, corpus: Path, work: Path) -> float:
+def ingest(tree: Path, corpus: Path, work: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the command and its workers): on a shared machine the
+    CPU time is the steadier of the two."""
     ds = work / "ab-dataset"
     shutil.rmtree(ds, ignore_errors=True)
     cfg = work / "ab.toml"
     cfg.write_text(f'[dataset]\ndirectory = "{ds}"\n[log]\nlevel = "warning"\n')
     env = {**os.environ, "PYTHONPATH": str(tree / "daemon")}
     subprocess.run(["sync"], check=True)
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "tiffsink", "ingest", str(corpus), "--config", str(cfg)],
         check=True, capture_output=True, env=env,
     )  # fmt: skip
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 
 def main() -> None:
@@ -59,19 +65,25 @@ def main() -> None:
                    check=True, capture_output=True)  # fmt: skip
     try:
         times: dict[str, list[float]] = {"this": [], args.rev: []}
+        cpu: dict[str, list[float]] = {"this": [], args.rev: []}
         for _ in range(args.rounds):
-            times[args.rev].append(ingest(other, corpus, work))
-            times["this"].append(ingest(HERE, corpus, work))
+            for key, tree in ((args.rev, other), ("this", HERE)):
+                wall, used = ingest(tree, corpus, work)
+                times[key].append(wall)
+                cpu[key].append(used)
     finally:
         subprocess.run(["git", "-C", str(HERE), "worktree", "remove", "--force", str(other)],
                        check=False, capture_output=True)  # fmt: skip
     med = {k: statistics.median(v) for k, v in times.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     print(json.dumps({
         "kind": args.kind,
         "files": args.files,
         "files_per_s": {k: round(args.files / v, 1) for k, v in med.items()},
         "this_over_rev": round(med[args.rev] / med["this"], 3),
         "seconds": {k: [round(x, 2) for x in v] for k, v in times.items()},
+        "cpu_ms_per_file": {k: round(1000 * v / args.files, 2) for k, v in med_cpu.items()},
+        "cpu_this_over_rev": round(med_cpu["this"] / med_cpu[args.rev], 3),
     }, indent=2))  # fmt: skip
 
 

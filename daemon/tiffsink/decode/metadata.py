@@ -193,7 +193,8 @@ class MetadataReader:
         out: dict[str, Any] = attempt(standard, tags) or {}
         if ij is not None:
             out.update(attempt(imagej, ij, tags, page) or {})
-        out.update(attempt(micromanager.summary_keys, summary) or {})
+        if summary:  # only Micro-Manager files have one
+            out.update(attempt(micromanager.summary_keys, summary) or {})
         out.update(attempt(self._vendor, fd, size, tags, desc) or {})
         if ome is not None:
             out.update(attempt(omexml.plane, ome, page, name) or {})
@@ -205,7 +206,7 @@ class MetadataReader:
             if isinstance(d, dict):
                 c = functools.partial(order.index, page=page)
                 out.update(attempt(micromanager.plane, d, c) or {})
-        when = micromanager.interval_time(summary, out["t"]) if "t" in out else None
+        when = micromanager.interval_time(summary, out["t"]) if summary and "t" in out else None
         if "time_s" not in out and when is not None:
             out["time_s"] = when
         if str(tags.get(SOFTWARE, "")).strip():

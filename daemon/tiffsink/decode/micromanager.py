@@ -160,6 +160,8 @@ def _num(v: Any) -> float | None:
 def _when(text: str) -> str | None:
     """ISO 8601 of Micro-Manager's "2016-02-11 09:00:16 -0800" or "2022/12/28 17:04:23"."""
     text = text.strip()
+    if not text:
+        return None
     for fmt in ("%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S"):
         try:
             return datetime.strptime(text, fmt).isoformat()
