@@ -528,7 +528,8 @@ def test_mutated_tiffs_decode_to_rows_or_decode_error(kind: str, tmp_path: Path)
             return
         finally:
             signal.alarm(0)
-        assert [info.page for info, _ in rows] == list(range(len(rows)))
+        pages_seen = [info.page for info, _ in rows]  # plane pages, in file order
+        assert pages_seen == sorted(set(pages_seen)), pages_seen
         assert pages == "all" or len(rows) <= 1
         for info, arr in rows:
             assert arr.shape == spec.row_shape and arr.dtype == spec.dtype, (info, arr.shape)

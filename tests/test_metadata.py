@@ -109,11 +109,11 @@ def test_micro_manager_pages_carry_their_own_metadata(tmp_path: Path) -> None:
     assert got[2]["exposure_s"] == pytest.approx(0.022)
     assert got[1]["stage_um"] == [100.5, -3.0, 7.25]
     assert got[0]["pixel_size_um"] == [0.65, 0.65]
-    assert "Micro-Manager" in got[0]["instrument"]
+    assert got[0]["software"] == "Micro-Manager" and "instrument" not in got[0]
 
 
 def test_standard_tags_give_time_instrument_and_pixel_size(tmp_path: Path) -> None:
-    """DateTime, Make/Model/Software and resolution in centimetres."""
+    """DateTime, Make/Model (the instrument), Software, and resolution in centimetres."""
     src = tmp_path / "src"
     src.mkdir()
     tifffile.imwrite(
@@ -127,7 +127,7 @@ def test_standard_tags_give_time_instrument_and_pixel_size(tmp_path: Path) -> No
     )
     (m,) = metas(ingest(tmp_path, src))
     assert m["acquired_at"] == "2025-03-04T05:06:07"
-    assert m["instrument"] == "Nikon Ti2 NIS"
+    assert (m["instrument"], m["software"]) == ("Nikon Ti2", "NIS")
     assert m["pixel_size_um"] == [0.4, 0.5]
 
 
@@ -199,7 +199,8 @@ def test_a_path_that_does_not_match_is_kept_or_failed_as_configured(tmp_path: Pa
 
 
 def test_malformed_ome_xml_still_gives_a_row_and_one_warning(tmp_path: Path) -> None:
-    """Broken metadata never costs a file: the row is there, the log names the file."""
+    """Broken metadata never costs a file: the row is there with what the other sources
+    say, and the log names the file."""
     src = tmp_path / "src"
     src.mkdir()
     tifffile.imwrite(
@@ -207,13 +208,14 @@ def test_malformed_ome_xml_still_gives_a_row_and_one_warning(tmp_path: Path) -> 
         np.ones((8, 10), np.uint16),
         description='<?xml version="1.0"?><OME><Image><Pixels SizeZ="x"',
         metadata=None,
+        software="acq",
     )
     conf = write_config(tmp_path / "cfg.toml", small_sections(tmp_path))
     r = run_cli("ingest", str(src), "--config", str(conf))
     assert r.returncode == 0
     warn = [json.loads(x) for x in r.stderr.splitlines() if "metadata_unreadable" in x]
     assert len(warn) == 1 and warn[0]["path"].endswith("bad.ome.tif")
-    assert metas(tmp_path / "dataset") == [{}]
+    assert metas(tmp_path / "dataset") == [{"software": "acq"}]
 
 
 def test_a_config_with_a_pattern_without_groups_names_the_key(tmp_path: Path) -> None:

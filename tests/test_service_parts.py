@@ -140,7 +140,7 @@ def test_layout_require_names_the_folder(tmp_path: Path) -> None:
         Layout.of(tmp_path).require()
     assert e.value.path == str(tmp_path)
     (tmp_path / "index.sqlite").write_bytes(b"")
-    with pytest.raises(DatasetError, match="damaged dataset: images.npy missing") as e:
+    with pytest.raises(DatasetError, match=r"damaged dataset: images\.npy missing") as e:
         Layout.of(tmp_path).require()
     assert e.value.path == str(tmp_path)
     assert Layout.of(tmp_path).missing() == [tmp_path / "images.npy"]

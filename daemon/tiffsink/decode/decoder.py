@@ -27,8 +27,9 @@ import xxhash
 from ..config import ImageSpec
 from ..errors import DecodeError
 from .convert import Converter
-from .fallback import opencv_page, pillow_page
+from .fallback import Fallbacks
 from .limits import Limits, bytes_per_sample
+from .planes import is_plane, walk
 from .safeopen import open_source
 from .scratch import Array, Scratch
 from .tiffheader import HeaderError, Ifd, read_first_ifd
@@ -58,9 +59,11 @@ class PageInfo(NamedTuple):
 class DecodeResult:
     """What one `Decoder.decode` call wrote, and the file facts found on the way."""
 
-    pages_total: int  # pages this file contributes (1 when spec.pages == "first")
+    pages_total: int  # rows this file contributes: its planes (1 when spec.pages == "first")
     pages: list[PageInfo]  # pages decoded by this call; pages[i] went to outs[i]
     content_hash: str | None  # xxh3_128 of the whole file; only when first_page == 0
+    overview: int = 0  # reduced-resolution pages that are not rows (decode/planes.py)
+    mask: int = 0  # mask pages that are not rows
 
 
 class Decoder:
@@ -80,7 +83,9 @@ class Decoder:
     def decode(
         self, fd: int, path: str, size: int, first_page: int, outs: Sequence[Array]
     ) -> DecodeResult:
-        """Decode pages first_page .. first_page+len(outs)-1 (fewer if the file ends) into outs.
+        """Decode the file's planes first_page .. first_page+len(outs)-1 (fewer if the file
+        ends) into outs. Plane k is the k-th page that is a row (decode/planes.py); each
+        PageInfo names its page number in the file.
 
         Each out is a writable C-contiguous array of spec.row_shape and spec.dtype, typically
         a view into shared memory; `size` is the fstat size. Raises DecodeError.
@@ -100,9 +105,13 @@ class Decoder:
         if size <= 0:
             raise DecodeError(path, "empty", "file has 0 bytes")
         ifd, header_error = self._header(fd, path, size)
+        # One page to read and it is page 0: a single-page file, or a stack whose first
+        # page is a plane under pages = "first". Anything else walks the chain for planes.
+        single = ifd is not None and (
+            ifd.next_ifd == 0 or (self.spec.pages == "first" and is_plane(ifd.subfile))
+        )
         digest = None
-        single = ifd is not None and (self.spec.pages == "first" or ifd.next_ifd == 0)
-        fast = ifd is not None and single and first == 0 and bool(outs) and size <= _WHOLE_MAX
+        fast = single and first == 0 and bool(outs) and size <= _WHOLE_MAX
         route = _route(ifd) if fast and ifd is not None else None
         if ifd is not None and route is not None:
             align = ifd.offsets[0] if route == "raw" else 0
@@ -116,15 +125,80 @@ class Decoder:
                 return DecodeResult(1, [info], digest)
         if first == 0 and digest is None:
             digest = self._hash_fd(fd, path, size)
+        planes: tuple[int, ...] = (0,)
+        pages, overview, mask = 1, 0, 0
+        if not single:
+            chain = walk(fd, size)
+            planes, pages = chain.planes, max(1, len(chain.ifds))
+            overview, mask = chain.overview, chain.mask
+            if self.spec.pages == "first":
+                planes, overview, mask = planes[:1], 0, 0
+        wanted = planes[first : first + len(outs)]
+        infos = self._pages(fd, path, size, wanted, outs, (ifd, header_error, pages))
+        return DecodeResult(len(planes), infos, digest, overview, mask)
+
+    def _pages(
+        self,
+        fd: int,
+        path: str,
+        size: int,
+        wanted: Sequence[int],
+        outs: Sequence[Array],
+        head: tuple[Ifd | None, DecodeError | None, int],
+    ) -> list[PageInfo]:
+        """Pages `wanted` (page numbers) into outs: tifffile, then the fallbacks, per page.
+
+        A page no reader decodes fails the file and names the page (where the file has
+        more than one: `head` is IFD 0, the header parser's verdict, and the page count);
+        for page 0 the header parser's reason, if it had one, is the one reported.
+        """
+        ifd, header_error, n_pages = head
+        infos: list[PageInfo] = []
+        if not wanted:
+            return infos
+        fb = Fallbacks(self.converter, self.limits, self._read_all, fd, path, size, ifd)
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            fh.seek(0)  # tifffile takes the handle's position as the file's start
+            name = os.path.basename(path) or "source.tif"
+            tif: Any = None
+            opened: DecodeError | None = None
+            try:
+                tif = guard(path, tifffile.TiffFile, fh, name=name)
+            except DecodeError as e:
+                if e.reason not in _READER_SPECIFIC:
+                    raise
+                opened = e
+            try:
+                for i, out in zip(wanted, outs, strict=False):
+                    got = opened if tif is None else self._tifffile_page(tif, path, size, i, out)
+                    if isinstance(got, PageInfo):
+                        infos.append(got)
+                        continue
+                    src = fb.page(i, out)
+                    if src is None:
+                        assert got is not None
+                        raise _named(header_error if i == 0 and header_error else got, path, i,
+                                     n_pages)  # fmt: skip
+                    infos.append(_info(i, src))
+            finally:
+                if tif is not None:
+                    tif.close()
+        return infos
+
+    def _tifffile_page(
+        self, tif: Any, path: str, size: int, i: int, out: Array
+    ) -> PageInfo | DecodeError:
+        """Page i through tifffile into out; a failure another reader may not share is
+        returned (for the fallbacks to try), any other raised."""
         try:
-            return self._tifffile(fd, path, size, first, outs, digest)
+            page = guard(path, tif.pages.__getitem__, i)
+            src = page_samples(path, size, i, page, self.limits)
         except DecodeError as e:
             if e.reason not in _READER_SPECIFIC:
                 raise
-            got_fb = self._fallback(fd, path, size, first, outs, digest, ifd)
-            if got_fb is None:
-                raise (header_error or e) from None
-            return got_fb
+            return e
+        self.converter.convert(src, False, out)
+        return _info(i, src)
 
     def _header(self, fd: int, path: str, size: int) -> tuple[Ifd | None, DecodeError | None]:
         """IFD 0 from tiffsink's own parser, checked against the limits.
@@ -149,34 +223,6 @@ class Decoder:
             err = DecodeError(path, "truncated", f"page 0 data ends at {ifd.data_end}, file {size}")
             return None, err
         return ifd, None
-
-    def _fallback(
-        self,
-        fd: int,
-        path: str,
-        size: int,
-        first: int,
-        outs: Sequence[Array],
-        digest: str | None,
-        ifd: Ifd | None,
-    ) -> DecodeResult | None:
-        """Pillow for any page, then libtiff through OpenCV for page 0; None if both fail."""
-        if not outs or size > _WHOLE_MAX:
-            return None
-        data = self._read_all(fd, path, size, 0)
-        got = pillow_page(data.tobytes(), path, first, self.limits)
-        if got is not None:
-            src, n_pages = got
-            total = 1 if self.spec.pages == "first" else n_pages
-            self.converter.convert(src, False, outs[0])
-            return DecodeResult(total, [_info(first, src)], digest)
-        if first == 0 and ifd is not None:
-            got_cv = opencv_page(data, ifd.photometric)
-            if got_cv is not None:
-                src, bgr = got_cv
-                self.converter.convert(src, bgr, outs[0])
-                return DecodeResult(1, [_info(0, src)], digest)
-        return None
 
     def _read_all(self, fd: int, path: str, size: int, align: int) -> Array:
         """The whole file in the scratch buffer, placed so that byte `align` is 64-aligned."""
@@ -229,24 +275,6 @@ class Decoder:
             return None
         return img, img.ndim == 3
 
-    def _tifffile(
-        self, fd: int, path: str, size: int, first: int, outs: Sequence[Array], digest: str | None
-    ) -> DecodeResult:
-        infos: list[PageInfo] = []
-        with os.fdopen(os.dup(fd), "rb") as fh:
-            fh.seek(0)  # tifffile takes the handle's position as the file's start
-            name = os.path.basename(path) or "source.tif"
-            tif = guard(path, tifffile.TiffFile, fh, name=name)
-            with tif:
-                pages = tif.pages
-                total = 1 if self.spec.pages == "first" else guard(path, len, pages)
-                for i, out in zip(range(first, total), outs, strict=False):
-                    page = guard(path, pages.__getitem__, i)
-                    src = page_samples(path, size, i, page, self.limits)
-                    infos.append(_info(i, src))
-                    self.converter.convert(src, False, out)
-        return DecodeResult(total, infos, digest)
-
 
 def quiet_libtiff() -> None:
     """OpenCV 5 logs libtiff's warnings about odd files to stderr, one unstructured line
@@ -261,6 +289,13 @@ def _info(page: int, src: Array) -> PageInfo:
     """The source geometry of a page as decoded (before resizing)."""
     channels = 1 if src.ndim == 2 else src.shape[2]
     return PageInfo(page, src.shape[0], src.shape[1], src.dtype.name, channels)
+
+
+def _named(e: DecodeError, path: str, page: int, pages: int) -> DecodeError:
+    """The failure of page `page`, naming it where the file has several pages."""
+    if pages <= 1 or f"page {page}" in e.detail:
+        return e
+    return DecodeError(path, e.reason, f"page {page}: {e.detail}")
 
 
 def _raw_dtype(ifd: Ifd) -> np.dtype[Any] | None:

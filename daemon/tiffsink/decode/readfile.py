@@ -59,7 +59,11 @@ def read_pages(
         faults.before_decode(path)
         res = decoder.decode(fd, path, got.size, first_page, outs)
         if res.pages:
-            metas, got.meta_warning = meta.pages(fd, got.size, first_page, len(res.pages), keys)
+            skipped = {"overview_pages": res.overview} if res.overview else {}
+            if res.mask:
+                skipped["mask_pages"] = res.mask
+            name, numbers = os.path.basename(path), [p.page for p in res.pages]
+            metas, got.meta_warning = meta.pages(fd, got.size, name, numbers, {**skipped, **keys})
             res.pages = [p._replace(meta=m) for p, m in zip(res.pages, metas, strict=True)]
         st2 = os.fstat(fd)
         if (st2.st_size, st2.st_mtime_ns) != (got.size, got.mtime_ns):

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import DecodeError
 from .scratch import Array
 
-MINISWHITE, MINISBLACK, RGB, PALETTE, SEPARATED, YCBCR = 0, 1, 2, 3, 5, 6
+MINISWHITE, MINISBLACK, RGB, PALETTE, MASK, SEPARATED, YCBCR = 0, 1, 2, 3, 4, 5, 6
 INKSET_CMYK = 1
 _NAMES = {0: "miniswhite", 1: "minisblack", 2: "rgb", 3: "palette", 4: "mask",
           5: "separated", 6: "ycbcr", 8: "cielab", 9: "icclab", 10: "itulab",
@@ -84,7 +84,8 @@ def normalize(
         if inkset != INKSET_CMYK or s < 4:
             raise DecodeError(path, "unsupported_layout", f"{layout}, inkset {inkset}")
         return cmyk_to_rgb(a)
-    if photometric in (MINISWHITE, MINISBLACK) or (photometric is None and s < 3):
+    # A transparency mask is a row only where a file has no other page: shown as gray.
+    if photometric in (MINISWHITE, MINISBLACK, MASK) or (photometric is None and s < 3):
         gray = np.ascontiguousarray(a[..., 0])
         return invert(gray) if photometric == MINISWHITE else gray
     if photometric == YCBCR and s >= 3 and not jpeg and a.dtype == np.uint8:

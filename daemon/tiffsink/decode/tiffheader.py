@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # Tag ids used here (TIFF 6.0 and the ImageDepth extension).
 WIDTH, LENGTH, BITS, COMPRESSION, PHOTOMETRIC = 256, 257, 258, 259, 262
 STRIP_OFFSETS, SPP, ROWS_PER_STRIP, STRIP_COUNTS, PLANAR = 273, 277, 278, 279, 284
 PREDICTOR, TILE_WIDTH, TILE_OFFSETS, TILE_COUNTS, SAMPLE_FORMAT = 317, 322, 324, 325, 339
-IMAGE_DEPTH = 32997
+IMAGE_DEPTH, NEW_SUBFILE, OLD_SUBFILE = 32997, 254, 255
 _WANTED = frozenset({WIDTH, LENGTH, BITS, COMPRESSION, PHOTOMETRIC, STRIP_OFFSETS, SPP,
                      ROWS_PER_STRIP, STRIP_COUNTS, PLANAR, PREDICTOR, TILE_WIDTH, TILE_OFFSETS,
-                     TILE_COUNTS, SAMPLE_FORMAT, IMAGE_DEPTH})  # fmt: skip
+                     TILE_COUNTS, SAMPLE_FORMAT, IMAGE_DEPTH, NEW_SUBFILE,
+                     OLD_SUBFILE})  # fmt: skip
 # type id -> struct code of one value; only the integer types tags above may use.
 _TYPES = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 13: "I", 16: "Q", 17: "q", 18: "Q"}
 HEAD_BYTES = 65536  # one pread that covers the header and IFD of nearly every file
@@ -55,6 +56,8 @@ class Ifd:
     offsets: tuple[int, ...]
     counts: tuple[int, ...]
     next_ifd: int
+    subfile: int = 0  # NewSubfileType (an old SubfileType 2, reduced, reads as 1)
+    rows_per_strip: int = 0  # 0: the whole image is one strip
 
     @property
     def data_end(self) -> int:
@@ -132,7 +135,38 @@ def read_first_ifd(fd: int, size: int) -> Ifd:
             (at,) = struct.unpack(bo + off_fmt, e[entry.size :])
             raw = r.read(at, nbytes)
         tags[tag] = struct.unpack(f"{bo}{count}{code}", raw)
-    return _build(tags, bo, big, next_ifd)
+    ifd0 = _build(tags, bo, big, next_ifd)
+    if ifd0.compression == 1 and not ifd0.tiled and ifd0.data_end > size:
+        need = strip_bytes(ifd0.width, ifd0.height, ifd0.spp, ifd0.bits[0], ifd0.planar,
+                           ifd0.rows_per_strip, len(ifd0.counts))  # fmt: skip
+        if need is not None:
+            ifd0 = replace(ifd0, counts=fit_counts(ifd0.offsets, ifd0.counts, size, need))
+    return ifd0
+
+
+def strip_bytes(
+    width: int, height: int, spp: int, bits: int, planar: int, rows_per_strip: int, n: int
+) -> tuple[int, ...] | None:
+    """Each strip's size in an uncompressed page, from its geometry as libtiff computes
+    it; None when the page does not have the `n` strips that geometry gives."""
+    rps = min(rows_per_strip, height) if rows_per_strip > 0 else height
+    if width <= 0 or rps <= 0:
+        return None
+    planes = spp if planar == 2 else 1
+    row = (width * (1 if planar == 2 else spp) * bits + 7) // 8
+    per_plane = -(-height // rps)
+    if per_plane * planes != n:
+        return None
+    return tuple(min(rps, height - k * rps) * row for k in range(per_plane)) * planes
+
+
+def fit_counts(
+    offsets: tuple[int, ...], counts: tuple[int, ...], size: int, need: tuple[int, ...]
+) -> tuple[int, ...]:
+    """An uncompressed strip whose byte count runs past the end of the file holds what its
+    geometry needs: libtiff ignores such a count and recomputes it, and so do we. Data
+    that is really missing still ends past the file, and is `truncated`."""
+    return tuple(w if o + c > size else c for o, c, w in zip(offsets, counts, need, strict=True))
 
 
 def _build(tags: dict[int, tuple[int, ...]], bo: str, big: bool, next_ifd: int) -> Ifd:
@@ -169,4 +203,6 @@ def _build(tags: dict[int, tuple[int, ...]], bo: str, big: bool, next_ifd: int) 
         offsets=offsets,
         counts=counts,
         next_ifd=next_ifd,
+        subfile=one(NEW_SUBFILE, 0) or (1 if one(OLD_SUBFILE, 1) == 2 else 0),
+        rows_per_strip=one(ROWS_PER_STRIP, 0),
     )

@@ -16,6 +16,7 @@ from ..errors import DecodeError
 from .limits import Limits, bytes_per_sample
 from .samples import describe, normalize
 from .scratch import Array
+from .tiffheader import fit_counts, strip_bytes
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -30,7 +31,7 @@ def page_samples(path: str, size: int, i: int, page: Any, limits: Limits) -> Arr
     itemsize = page.dtype.itemsize if page.dtype is not None else 0
     nbytes = max(itemsize, bytes_per_sample(max(_tuple(page.bitspersample))))
     limits.check(path, i, shaped[3], shaped[2], shaped[1], samples, nbytes)
-    ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)]
+    ends = [o + c for o, c in zip(*_extent(page, size), strict=False)]
     if max(ends, default=0) > size:
         raise DecodeError(path, "truncated", f"page {i} data ends at {max(ends)}, file {size}")
     if shaped[1] != 1:
@@ -43,6 +44,23 @@ def page_samples(path: str, size: int, i: int, page: Any, limits: Limits) -> Arr
     inkset = int(page.tags.valueof(332, 1))
     jpeg = page.compression in (6, 7)
     return normalize(path, a, page.photometric, page.colormap, inkset, layout, jpeg)
+
+
+def _extent(page: Any, size: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The page's strip or tile offsets and byte counts; an uncompressed strip's count
+    that runs past the file is what its geometry needs (tiffheader.fit_counts)."""
+    offsets, counts = tuple(page.dataoffsets), tuple(page.databytecounts)
+    if (
+        page.compression != 1
+        or page.is_tiled
+        or max(map(sum, zip(offsets, counts, strict=False)), default=0) <= size
+    ):
+        return offsets, counts
+    bits = _tuple(page.bitspersample)[0]
+    rps = int(page.rowsperstrip or 0)
+    need = strip_bytes(page.imagewidth, page.imagelength, page.samplesperpixel, bits,
+                       int(page.planarconfig), rps, len(counts))  # fmt: skip
+    return (offsets, counts) if need is None else (offsets, fit_counts(offsets, counts, size, need))
 
 
 def _tuple(v: int | tuple[int, ...]) -> tuple[int, ...]:

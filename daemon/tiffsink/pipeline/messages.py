@@ -43,6 +43,7 @@ class Result(NamedTuple):
     content_hash: str | None
     decode_ms: float
     meta_warning: str | None = None  # metadata that could not be read (the rows stand)
+    skipped: tuple[int, int] | None = None  # (overview, mask) pages that are not rows
 
 
 class Failure(NamedTuple):

@@ -77,11 +77,15 @@ class Outcomes:
         if out.meta_warning and task.first_page == 0:
             log.warning("file.metadata_unreadable", path=job.cand.path, detail=out.meta_warning)
         if self.debug:
+            overview, mask = out.skipped or (0, 0)
             self.log.debug(
                 "file.decoded",
                 path=job.cand.path,
                 pages=len(out.pages),
                 first_page=task.first_page,
+                pages_total=out.pages_total,
+                overview_pages=overview,
+                mask_pages=mask,
                 decode_ms=round(out.decode_ms, 2),
             )
         if not out.pages:

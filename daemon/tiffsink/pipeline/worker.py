@@ -98,6 +98,7 @@ def run_task(
         res.content_hash,
         ms,
         got.meta_warning,
+        (res.overview, res.mask) if res.overview or res.mask else None,
     )
 
 
