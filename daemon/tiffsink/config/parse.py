@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import tomllib
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .pattern import PatternError, compile_path_pattern
 from .schema import (
     AFTER_INGEST,
     COMPRESSIONS,
@@ -182,8 +182,8 @@ def _parse_section(p: _Parser, cls: type) -> Any:
 def _pattern(p: _Parser) -> str:
     v = p.string("path_pattern")
     try:
-        rx = re.compile(v)
-    except re.error as e:
+        rx = compile_path_pattern(v)
+    except PatternError as e:
         raise p.err("path_pattern", f"not a valid regular expression: {e}") from None
     if v and not rx.groupindex:
         raise p.err(

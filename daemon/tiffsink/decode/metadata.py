@@ -23,6 +23,7 @@ import struct
 from typing import Any
 
 from ..config import MetadataConfig
+from ..config.pattern import compile_path_pattern
 from . import omexml
 from .tiffheader import HeaderError, check_magic
 
@@ -134,7 +135,8 @@ class MetadataReader:
 
     def __init__(self, config: MetadataConfig) -> None:
         self.config = config
-        self.pattern = re.compile(config.path_pattern) if config.path_pattern else None
+        # RE2, linear time: a pattern can never stall a worker (config/pattern.py).
+        self.pattern = compile_path_pattern(config.path_pattern) if config.path_pattern else None
 
     def path_keys(self, path: str, root: str | None) -> dict[str, Any] | None:
         """The pattern's named groups for this path (relative to its root); None when the
