@@ -21,7 +21,7 @@ from tiffsink.config.schema import (
 )
 from tiffsink.errors import ConfigError
 
-from conftest import ROOT, write_config
+from conftest import ROOT, run_cli, small_sections, write_config
 
 SHIPPED = ROOT / "config.toml"
 
@@ -104,9 +104,11 @@ BAD_VALUES: list[tuple[str, str, Any, list[str]]] = [
     ("watch", "rescan_interval_s", 1.5, ["integer"]),
     ("dataset", "directory", "", ["non-empty path"]),
     ("workers", "count", -1, [">= 0", "<= 1024"]),
-    ("workers", "timeout_s", 0, ["> 0"]),
-    ("workers", "timeout_s", "30", ["> 0"]),
-    ("workers", "timeout_s", math.nan, ["> 0"]),
+    ("workers", "timeout_s", 0, [">= 5.0", "<= 3600.0"]),
+    ("workers", "timeout_s", 1e-9, [">= 5.0", "<= 3600.0"]),
+    ("workers", "timeout_s", "30", [">= 5.0"]),
+    ("workers", "timeout_s", math.nan, [">= 5.0"]),
+    ("watch", "poll_interval_ms", 2**63 - 1, ["<= 600000"]),
     ("workers", "slots_per_worker", 0, [">= 1", "<= 1024"]),
     ("sources", "after_ingest", "archive", _choices(AFTER_INGEST)),
     ("sources", "done_directory", 3, ["string"]),
@@ -281,3 +283,26 @@ def test_valid_values_of_every_choice_are_accepted(tmp_path: Path) -> None:
     cfg = parse_config({"metrics": {"listen": "127.0.0.1:9464"}, "workers": {"count": 0}}, tmp_path)
     assert cfg.metrics.listen == "127.0.0.1:9464"
     assert cfg.workers.resolved_count() >= 1
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"(?P<k>a)\1", r"(?P<k>a)(?P=k)", r"(?=x)(?P<k>\d+)", r"(?P<k>\d+)(?<!0)"],
+    ids=["backreference", "named-backreference", "lookahead", "lookbehind"],
+)
+def test_a_path_pattern_re2_cannot_run_in_linear_time_names_the_key(
+    tmp_path: Path, pattern: str
+) -> None:
+    """Backreferences and lookaround (exponential in `re`) are refused at load."""
+    with pytest.raises(ConfigError) as ei:
+        parse_config({"metadata": {"path_pattern": pattern}}, tmp_path)
+    assert ei.value.key == "metadata.path_pattern"
+    assert "RE2" in str(ei.value)
+
+
+def test_a_path_pattern_error_is_one_line_with_exit_2(tmp_path: Path) -> None:
+    """`tiffsink run` with an unsupported pattern: exit 2, one stderr line naming the key."""
+    sections = small_sections(tmp_path, metadata={"path_pattern": r"(?P<k>a)\1"})
+    r = run_cli("run", "--config", str(write_config(tmp_path / "c.toml", sections)), timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "metadata.path_pattern" in r.stderr

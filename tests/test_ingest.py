@@ -117,7 +117,7 @@ def test_worker_fault_costs_one_file(
     good = make_files(src, 12)
     victim = src / "victim_file.tif"
     victim.write_bytes(good[0].read_bytes())
-    cfg = config(tmp_path, workers={"count": 2, "timeout_s": 2.0})
+    cfg = config(tmp_path, workers={"count": 2, "timeout_s": 5.0})
     env = faults.spec(**{fault: "victim_file"})
     r = run_cli("ingest", str(src), "--config", str(cfg), env=env, timeout=120)
     assert r.returncode == 0, r.stderr

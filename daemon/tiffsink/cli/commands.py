@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..config import Config, load_config
+from ..config.resources import fit_resources
 from ..errors import FAILURE_REASONS, ConfigError
 from .text import printable
 from .where import parse_where
@@ -24,6 +25,7 @@ def _config(args: argparse.Namespace) -> Config:
         cfg = replace(cfg, dataset=replace(cfg.dataset, directory=Path(args.dataset).resolve()))
     if getattr(args, "workers", None) is not None:
         cfg = replace(cfg, workers=replace(cfg.workers, count=args.workers))
+        cfg = fit_resources(cfg)  # --workers is capped like the config's count
     return cfg
 
 
@@ -55,6 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     logs.setup(cfg.log)
+    logs.config_warnings(cfg)
     return run(cfg)
 
 
@@ -64,6 +67,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     logs.setup(cfg.log, sys.stderr)
+    logs.config_warnings(cfg)
     sources = [Path(s) for s in args.sources]
     scheduler = cfg.cluster.scheduler if args.scheduler is None else args.scheduler
     if scheduler:

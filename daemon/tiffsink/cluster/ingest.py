@@ -29,6 +29,7 @@ from ..dataset.layout import ARRAY
 from ..dataset.meta import set_label
 from ..errors import ClusterError
 from ..feed.backfill import Backfill
+from ..logthrottle import throttle
 from ..pipeline import CommitInfo
 from ..service.progress import Progress, Summary
 from ..service.signals import StopSignals
@@ -162,7 +163,7 @@ class _Run:
         outcomes: list[tasks.FileOutcome] = self.client.submit(tasks.outcomes_of, fut).result()
         for o in outcomes:
             if o.warning:
-                log.warning("file.metadata_unreadable", path=o.path, detail=o.warning)
+                throttle.warning("file.metadata_unreadable", path=o.path, detail=o.warning)
         changed = [
             (o.path, o.size, o.mtime_ns)
             for o in outcomes

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import tomllib
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .pattern import PatternError, compile_path_pattern
+from .resources import fit_resources
 from .schema import (
     AFTER_INGEST,
+    BOUNDS,
     COMPRESSIONS,
     DTYPES,
     FITS,
@@ -43,19 +45,21 @@ class _Parser:
     def err(self, key: str, reason: str) -> ConfigError:
         return ConfigError(self.path, f"{self.section}.{key}", reason)
 
-    def integer(self, key: str, lo: int, hi: int | None = None) -> int:
+    def integer(self, key: str) -> int:
+        """An integer within BOUNDS[section.key]."""
+        lo, hi = BOUNDS[f"{self.section}.{key}"]
         v = self.raw[key]
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise self.err(key, f"must be an integer, got {v!r}")
-        if v < lo or (hi is not None and v > hi):
-            upper = f" and <= {hi}" if hi is not None else ""
-            raise self.err(key, f"must be an integer >= {lo}{upper}, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise self.err(key, f"must be an integer >= {lo} and <= {hi}, got {v!r}")
         return v
 
-    def number(self, key: str, lo: float) -> float:
+    def number(self, key: str) -> float:
+        """A finite number within BOUNDS[section.key]."""
+        lo, hi = BOUNDS[f"{self.section}.{key}"]
         v = self.raw[key]
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= lo:
-            raise self.err(key, f"must be a number > {lo}, got {v!r}")
+        ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        if not ok or not lo <= v <= hi:
+            raise self.err(key, f"must be a number >= {lo} and <= {hi}, got {v!r}")
         return float(v)
 
     def boolean(self, key: str) -> bool:
@@ -124,37 +128,37 @@ def _parse_section(p: _Parser, cls: type) -> Any:
             "patterns": lambda: p.strings("patterns"),
             "ignore_patterns": lambda: p.strings("ignore_patterns"),
             "polling": lambda: p.boolean("polling"),
-            "poll_interval_ms": lambda: p.integer("poll_interval_ms", 10),
-            "settle_ms": lambda: p.integer("settle_ms", 0),
-            "rescan_interval_s": lambda: p.integer("rescan_interval_s", 0),
+            "poll_interval_ms": lambda: p.integer("poll_interval_ms"),
+            "settle_ms": lambda: p.integer("settle_ms"),
+            "rescan_interval_s": lambda: p.integer("rescan_interval_s"),
         },
         "batch": {
-            "max_files": lambda: p.integer("max_files", 1, 100_000),
-            "max_wait_ms": lambda: p.integer("max_wait_ms", 0),
+            "max_files": lambda: p.integer("max_files"),
+            "max_wait_ms": lambda: p.integer("max_wait_ms"),
         },
         "image": {
-            "height": lambda: p.integer("height", 1, 65535),
-            "width": lambda: p.integer("width", 1, 65535),
+            "height": lambda: p.integer("height"),
+            "width": lambda: p.integer("width"),
             "channels": lambda: p.choice("channels", (1, 3)),
             "dtype": lambda: p.choice("dtype", DTYPES),
             "interpolation": lambda: p.choice("interpolation", INTERPOLATIONS),
             "fit": lambda: p.choice("fit", FITS),
             "pages": lambda: p.choice("pages", PAGES),
             "intensity": lambda: _intensity(p),
-            "max_pixels": lambda: p.integer("max_pixels", 1),
-            "max_page_bytes": lambda: p.integer("max_page_bytes", 1),
+            "max_pixels": lambda: p.integer("max_pixels"),
+            "max_page_bytes": lambda: p.integer("max_page_bytes"),
         },
         "dataset": {
             "directory": lambda: p.dirpath("directory"),
             "format": lambda: p.choice("format", FORMATS),
-            "shard_rows": lambda: p.integer("shard_rows", 1, 1 << 16),
+            "shard_rows": lambda: p.integer("shard_rows"),
             "compression": lambda: p.choice("compression", COMPRESSIONS),
-            "compression_level": lambda: p.integer("compression_level", 1, 9),
+            "compression_level": lambda: p.integer("compression_level"),
         },
         "workers": {
-            "count": lambda: p.integer("count", 0, 1024),
-            "timeout_s": lambda: p.number("timeout_s", 0),
-            "slots_per_worker": lambda: p.integer("slots_per_worker", 1, 1024),
+            "count": lambda: p.integer("count"),
+            "timeout_s": lambda: p.number("timeout_s"),
+            "slots_per_worker": lambda: p.integer("slots_per_worker"),
         },
         "sources": {
             "after_ingest": lambda: p.choice("after_ingest", AFTER_INGEST),
@@ -182,8 +186,8 @@ def _parse_section(p: _Parser, cls: type) -> Any:
 def _pattern(p: _Parser) -> str:
     v = p.string("path_pattern")
     try:
-        rx = re.compile(v)
-    except re.error as e:
+        rx = compile_path_pattern(v)
+    except PatternError as e:
         raise p.err("path_pattern", f"not a valid regular expression: {e}") from None
     if v and not rx.groupindex:
         raise p.err(
@@ -239,7 +243,7 @@ def parse_config(raw: dict[str, Any], base: Path, path: Path | None = None) -> C
     src: SourcesConfig = parts["sources"]
     if src.after_ingest == "move" and src.done_directory is None:
         raise ConfigError(path, "sources.done_directory", 'must be set when after_ingest = "move"')
-    return Config(**parts, source_file=path)
+    return fit_resources(Config(**parts, source_file=path))
 
 
 def load_config(path: str | os.PathLike[str] | None) -> Config:

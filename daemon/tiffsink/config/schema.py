@@ -22,6 +22,26 @@ LIMIT_KEYS = ("max_pixels", "max_page_bytes")  # [image] keys that are not part 
 FORMATS = ("npy", "zarr")
 ON_MISMATCH = ("keep", "fail")
 COMPRESSIONS = ("none", "zstd", "blosc-lz4", "blosc-zstd", "gzip")
+# The least and the most each number may be ("section.key": (min, max)): values the code
+# has been shown to survive at both ends (tests/test_limits.py loads every one of them).
+# Intervals and timeouts stay below an hour or so, far from threading's TIMEOUT_MAX
+# (poll_interval_ms had no maximum, and a huge one killed the watch with OverflowError).
+BOUNDS: dict[str, tuple[int | float, int | float]] = {
+    "watch.poll_interval_ms": (10, 600_000),
+    "watch.settle_ms": (0, 3_600_000),
+    "watch.rescan_interval_s": (0, 86_400),
+    "batch.max_files": (1, 100_000),
+    "batch.max_wait_ms": (0, 600_000),
+    "image.height": (1, 65535),
+    "image.width": (1, 65535),
+    "image.max_pixels": (1, 1 << 40),
+    "image.max_page_bytes": (1, 1 << 42),
+    "dataset.shard_rows": (1, 1 << 16),
+    "dataset.compression_level": (1, 9),
+    "workers.count": (0, 1024),  # then capped by cores and memory (config/resources.py)
+    "workers.timeout_s": (5.0, 3600.0),  # a new worker's start-up counts against its first task
+    "workers.slots_per_worker": (1, 1024),
+}
 
 
 @dataclass(frozen=True)
@@ -182,6 +202,8 @@ class Config:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     metadata: MetadataConfig = field(default_factory=MetadataConfig)
     source_file: Path | None = None
+    # What loading changed, for the log once it is set up (e.g. workers.count capped).
+    warnings: tuple[str, ...] = ()
 
     def excluded_folders(self) -> list[Path]:
         """Folders tiffsink writes into, so never ingests from: done, failed, the dataset."""

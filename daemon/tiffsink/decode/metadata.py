@@ -31,6 +31,7 @@ import struct
 from typing import Any
 
 from ..config import MetadataConfig
+from ..config.pattern import compile_path_pattern
 from . import micromanager, omexml, vendors
 from .planes import walk
 from .tiffheader import HeaderError
@@ -122,7 +123,8 @@ class MetadataReader:
 
     def __init__(self, config: MetadataConfig) -> None:
         self.config = config
-        self.pattern = re.compile(config.path_pattern) if config.path_pattern else None
+        # RE2, linear time: a pattern can never stall a worker (config/pattern.py).
+        self.pattern = compile_path_pattern(config.path_pattern) if config.path_pattern else None
         self._orders: tuple[tuple[int, int, int, int], micromanager.ChannelOrder] | None = None
 
     def path_keys(self, path: str, root: str | None) -> dict[str, Any] | None:

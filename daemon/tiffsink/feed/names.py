@@ -15,11 +15,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-import structlog
-
 from ..config import WatchConfig
-
-log = structlog.get_logger("tiffsink")
+from ..logthrottle import throttle
 
 
 class NameFilter:
@@ -45,7 +42,7 @@ class NameFilter:
             if path not in self._unsupported:
                 self._unsupported.add(path)
                 shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-                log.warning(
+                throttle.warning(
                     "file.unsupported_name",
                     path=shown,
                     detail="path is not valid UTF-8; rename the file to ingest it",

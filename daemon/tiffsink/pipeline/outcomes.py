@@ -17,6 +17,7 @@ import structlog
 from ..dataset import DatasetWriter
 from ..dataset.index import FailureRecord, now
 from ..errors import DatasetError, DatasetFullError, DatasetIOError
+from ..logthrottle import throttle
 from .dispatch import Dispatcher
 from .jobs import Job
 from .messages import Failure, Result, Task
@@ -75,7 +76,8 @@ class Outcomes:
             job.version, job.pages_total = version, out.pages_total
             job.content_hash = out.content_hash or ""
         if out.meta_warning and task.first_page == 0:
-            log.warning("file.metadata_unreadable", path=job.cand.path, detail=out.meta_warning)
+            path, why = job.cand.path, out.meta_warning
+            throttle.warning("file.metadata_unreadable", path=path, detail=why)
         if self.debug:
             overview, mask = out.skipped or (0, 0)
             self.log.debug(
@@ -114,7 +116,9 @@ class Outcomes:
         if job.batch.aborted:
             return
         job.attempts += 1
-        log.warning("worker.restarted", reason=lo.reason, path=job.cand.path, detail=lo.detail)
+        throttle.warning(
+            "worker.restarted", by="reason", reason=lo.reason, path=job.cand.path, detail=lo.detail
+        )
         if lo.reason == "decoder_crash" and job.attempts < MAX_CRASH_ATTEMPTS:
             self.dispatcher.resume_first(job)
             return
@@ -126,7 +130,9 @@ class Outcomes:
         job.failure = FailureRecord(job.cand.path, size, mtime_ns, reason, detail, now())
         job.finish()
         self.rowmap.take_back(job)
-        log.warning("file.failed", path=job.cand.path, reason=reason, detail=detail)
+        # A flood of one reason (20,000 empty files) is a few lines and a count.
+        path = job.cand.path
+        throttle.warning("file.failed", by="reason", path=path, reason=reason, detail=detail)
 
 
 def _stat_version(path: str) -> tuple[int, int]:

@@ -28,6 +28,7 @@ from ..feed.watch import Watcher
 from ..pipeline import CommitInfo, Pipeline
 from ..pipeline.arena import sweep_stale_arenas
 from .disposal import Disposal
+from .fds import raise_soft_limit
 from .health import Health
 from .http import StatusServer
 from .intake import Intake
@@ -94,6 +95,7 @@ class Daemon:
     def run(self) -> int:
         cfg = self.cfg
         check_folders(cfg)
+        raise_soft_limit()  # toward the unit's LimitNOFILE where started without it
         for p in sweep_stale_arenas():
             log.info("shm.swept", path=str(p))
         self.log = log.bind()  # bound once: a filtered per-file debug call costs nothing

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from .. import __version__
 from ..dataset.header import HEADER_BYTES
 from ..pipeline import CommitInfo
+from .fds import FdWatch
 from .metrics import Metrics
 
 DISK_FULL = "dataset disk is full: intake paused until space returns"
@@ -58,6 +59,9 @@ class Health:
         self.watcher: Observed | None = None
         self.pipeline: Busy | None = None
         self.metrics = Metrics()
+        self.fds = FdWatch()  # counted when /metrics or health asks, at most once a second
+        self.metrics.open_fds.set_function(self.fds.count)
+        self.metrics.max_fds.set_function(self.fds.limit)
 
     @property
     def bytes(self) -> int:
@@ -105,6 +109,8 @@ class Health:
         """None when healthy, else why not (the text /healthz returns with 503)."""
         if self.watcher is not None and not self.watcher.alive():
             return "observer thread is not running"
+        if fd_problem := self.fds.problem():
+            return fd_problem
         if self.pipeline is not None and self.pipeline.disk_full():
             return DISK_FULL
         busy = self.pipeline is not None and not self.pipeline.idle()

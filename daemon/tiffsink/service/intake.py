@@ -19,6 +19,7 @@ from ..feed.events import Event, EventQueue, EventsLost, FileEvent, Kind, ScanDo
 from ..feed.names import NameFilter, inside
 from ..feed.scan import Scanner
 from ..feed.settle import Settler
+from ..logthrottle import throttle
 from .disposal import Disposal
 
 log = structlog.get_logger("tiffsink")
@@ -70,7 +71,7 @@ class Intake:
             case FileEvent(Kind.KNOWN, path):
                 self.disposal.known(path)
             case EventsLost(reason):
-                log.warning("events.lost", reason=reason, action="rescan")
+                throttle.warning("events.lost", by="reason", reason=reason, action="rescan")
                 self.scanner.request_full()
             case ScanDone(why, files, queued, seconds):
                 log.info("scan.done", why=why, files=files, queued=queued, s=round(seconds, 3))

@@ -12,7 +12,7 @@ from typing import TextIO
 
 import structlog
 
-from ..config import LogConfig
+from ..config import Config, LogConfig
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -45,3 +45,11 @@ def setup(cfg: LogConfig, stream: TextIO | None = None) -> None:
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+
+
+def config_warnings(cfg: Config) -> None:
+    """What loading the config changed (e.g. a worker count capped to the machine), once
+    logging is set up: `config.adjusted` with the key and why."""
+    for w in cfg.warnings:
+        key, _, detail = w.partition(": ")
+        structlog.get_logger("tiffsink").warning("config.adjusted", key=key, detail=detail)

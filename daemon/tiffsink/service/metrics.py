@@ -45,6 +45,15 @@ class Metrics:
         self.last = Gauge(
             "tiffsink_last_commit_timestamp_seconds", "Unix time of last commit", registry=reg
         )
+        self.open_fds = Gauge(
+            "tiffsink_open_fds", "Open file descriptors of the daemon process", registry=reg
+        )
+        self.max_fds = Gauge(
+            "tiffsink_max_fds", "Its soft RLIMIT_NOFILE (health fails past 90%)", registry=reg
+        )
+        self.http_connections = Gauge(
+            "tiffsink_http_connections", "Open connections to this HTTP endpoint", registry=reg
+        )
         Info("tiffsink_build", "tiffsink version", registry=reg).info({"version": __version__})
 
     def render(self) -> bytes:

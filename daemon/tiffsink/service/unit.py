@@ -19,6 +19,7 @@ from string import Template
 
 from ..config import Config
 from ..errors import TiffsinkError
+from .fds import NOFILE
 
 DEFAULT_USER = "tiffsink"
 DEFAULT_EXEC = "/usr/local/bin/tiffsink"
@@ -81,6 +82,10 @@ TimeoutStopSec=60
 # A decoder worker killed by the kernel's OOM killer (decompression bomb) is recorded
 # as a crashed file and replaced by the supervisor; do not stop the whole service.
 OOMPolicy=continue
+# File descriptors the daemon relies on (service/fds.py NOFILE): its HTTP endpoint takes
+# at most 512 connections and health fails past 90% of this. systemd's default soft
+# limit, 1,024, is what idle clients once used up.
+LimitNOFILE=${nofile}
 
 # A dedicated system user owns the data. DynamicUser= is not suitable: its uid is not
 # stable and the data must outlive the unit with one owner. Create it with
@@ -253,6 +258,7 @@ def render_unit(
         private_tmp="no" if in_tmp else "yes",
         address_families=families,
         network_extra=network_extra,
+        nofile=NOFILE,
     )
 
 
