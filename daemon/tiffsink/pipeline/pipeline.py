@@ -118,6 +118,7 @@ class Pipeline:
         try:
             if not self.dispatcher.busy:
                 self.idle_wait(timeout_s)
+                self.pool.poll(0)  # idle workers that died are replaced now, not at next use
             else:
                 done, lost = self.pool.poll(timeout_s)
                 for task, out in done:

@@ -117,7 +117,7 @@ class Scratch:
 
 def worker_main(
     conn: Connection,
-    arena_path: str,
+    arena: int | str,
     n_slots: int,
     spec: ImageSpec,
     sink_spec: SinkSpec | None,
@@ -135,7 +135,8 @@ def worker_main(
     import cv2
 
     cv2.setNumThreads(1)  # one process per core already; OpenCV's threads only contend
-    fd = os.open(arena_path, os.O_RDWR)
+    # The supervisor passes its arena's descriptor (a path from older callers and tests).
+    fd = arena if isinstance(arena, int) else os.open(arena, os.O_RDWR)
     try:
         mm = mmap.mmap(fd, os.fstat(fd).st_size)
     finally:
