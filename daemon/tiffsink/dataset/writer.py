@@ -33,7 +33,7 @@ from . import index, lock
 from .closers import Closers
 from .formats.sink import RowSink, as_page
 from .identity import OpenedFiles
-from .index import FailureRecord, RowRecord
+from .index import FailureRecord, GrownRecord, RowRecord
 from .layout import ARRAY, Layout
 from .lookup import Lookup
 from .opening import open_store
@@ -175,8 +175,14 @@ class DatasetWriter:
         self.cursor = cursor
 
     # -- the commit (committer thread) --------------------------------------------------
-    def commit(self, rows: Sequence[RowRecord], failures: Sequence[FailureRecord]) -> None:
-        """Make pending rows committed..committed+len(rows)-1 and the failures durable."""
+    def commit(
+        self,
+        rows: Sequence[RowRecord],
+        failures: Sequence[FailureRecord],
+        grown: Sequence[GrownRecord] = (),
+    ) -> None:
+        """Make pending rows committed..committed+len(rows)-1, the failures and the grown
+        versions durable."""
         self._check()
         expect = list(range(self.committed, self.committed + len(rows)))
         if [r.row for r in rows] != expect or self.committed + len(rows) > self.cursor:
@@ -186,7 +192,7 @@ class DatasetWriter:
             self.store.make_durable(self.committed, len(rows))
         except (OSError, sqlite3.DatabaseError) as e:
             self._poison(e)
-        self._finish(rows, failures)
+        self._finish(rows, failures, grown)
 
     def commit_written(self, rows: Sequence[RowRecord], failures: Sequence[FailureRecord]) -> None:
         """Commit rows that others already made durable in the store, whole shards written
@@ -203,12 +209,17 @@ class DatasetWriter:
             if self.committed != self.cursor:  # nothing committed: nothing is pending either
                 self.cursor = self.committed
 
-    def _finish(self, rows: Sequence[RowRecord], failures: Sequence[FailureRecord]) -> None:
+    def _finish(
+        self,
+        rows: Sequence[RowRecord],
+        failures: Sequence[FailureRecord],
+        grown: Sequence[GrownRecord] = (),
+    ) -> None:
         """Steps 3 (the index transaction: the commit point) and 4 (publish the count)."""
         self.check_opened()  # never commit into an index someone deleted or replaced
         try:
             faults.crash_point("after_data_fsync")
-            self._insert(rows, failures)
+            self._insert(rows, failures, grown)
             faults.crash_point("after_index_commit")
             self.committed += len(rows)
             if rows:
@@ -230,9 +241,14 @@ class DatasetWriter:
             "the process must restart and recover",
         ) from e
 
-    def _insert(self, rows: Sequence[RowRecord], failures: Sequence[FailureRecord]) -> None:
+    def _insert(
+        self,
+        rows: Sequence[RowRecord],
+        failures: Sequence[FailureRecord],
+        grown: Sequence[GrownRecord],
+    ) -> None:
         try:
-            index.insert(self.conn, rows, failures)
+            index.insert(self.conn, rows, failures, grown)
         except sqlite3.OperationalError as e:
             # SQLITE_FULL rolls the transaction back: nothing committed, retry later.
             if "full" in str(e).lower():

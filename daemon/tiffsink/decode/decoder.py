@@ -26,6 +26,7 @@ import xxhash
 
 from ..config import ImageSpec
 from ..errors import DecodeError
+from . import pagedigest
 from .convert import Converter
 from .fallback import opencv_page, pillow_page
 from .limits import Limits, bytes_per_sample
@@ -52,6 +53,7 @@ class PageInfo(NamedTuple):
     dtype: str
     channels: int
     meta: str = "{}"  # what the page shows, JSON (decode/metadata.py; filled by the worker)
+    digest: str = ""  # its stored bytes' digest (pagedigest.py); "" if it has none
 
 
 @dataclass
@@ -110,11 +112,14 @@ class Decoder:
             got = self._raw(ifd, data) if route == "raw" else self._imdecode(ifd, data)
             if got is not None:
                 src, bgr = got
-                info = PageInfo(0, ifd.height, ifd.width, src.dtype.name, ifd.spp)
+                page_digest = pagedigest.of_buffer(ifd, data.data)
+                info = PageInfo(
+                    0, ifd.height, ifd.width, src.dtype.name, ifd.spp, "{}", page_digest
+                )
                 self.converter.convert(src, bgr, outs[0])
                 return DecodeResult(1, [info], digest)
         if first == 0 and digest is None:
-            digest = self._hash_fd(fd, path, size)
+            digest = self.content_hash(fd, path, size)
         try:
             return self._tifffile(fd, path, size, first, outs, digest)
         except DecodeError as e:
@@ -190,7 +195,8 @@ class Decoder:
             got += n
         return data
 
-    def _hash_fd(self, fd: int, path: str, size: int) -> str:
+    def content_hash(self, fd: int, path: str, size: int) -> str:
+        """xxh3-128 of the whole file (what the index records as its content_hash)."""
         h = xxhash.xxh3_128()
         chunk = self.scratch.raw("chunk", min(size, _HASH_CHUNK)).data
         pos = 0
@@ -239,18 +245,19 @@ class Decoder:
             with tif:
                 pages = tif.pages
                 total = 1 if self.spec.pages == "first" else guard(path, len, pages)
+                buf = self.scratch.raw("digest", min(pagedigest.CHUNK, size)).data
                 for i, out in zip(range(first, total), outs, strict=False):
                     page = guard(path, pages.__getitem__, i)
                     src = page_samples(path, size, i, page, self.limits)
-                    infos.append(_info(i, src))
+                    infos.append(_info(i, src, pagedigest.at_offset(fd, size, page.offset, buf)))
                     self.converter.convert(src, False, out)
         return DecodeResult(total, infos, digest)
 
 
-def _info(page: int, src: Array) -> PageInfo:
-    """The source geometry of a page as decoded (before resizing)."""
+def _info(page: int, src: Array, digest: str = "") -> PageInfo:
+    """The source geometry of a page as decoded (before resizing), and its digest."""
     channels = 1 if src.ndim == 2 else src.shape[2]
-    return PageInfo(page, src.shape[0], src.shape[1], src.dtype.name, channels)
+    return PageInfo(page, src.shape[0], src.shape[1], src.dtype.name, channels, "{}", digest)
 
 
 def _raw_dtype(ifd: Ifd) -> np.dtype[Any] | None:

@@ -77,7 +77,17 @@ def run_task(
     t0 = time.perf_counter()
     got = FileRead()
     try:
-        read_pages(decoder, meta, task.path, task.root, task.first_page, outs, task.version, got)
+        read_pages(
+            decoder,
+            meta,
+            task.path,
+            task.root,
+            task.first_page,
+            outs,
+            task.version,
+            got,
+            task.prefix,
+        )
     except DecodeError as e:
         return Failure(task.task_id, got.size, got.mtime_ns, e.reason, e.detail)
     except MemoryError as e:
@@ -98,6 +108,7 @@ def run_task(
         res.content_hash,
         ms,
         got.meta_warning,
+        got.prefix,
     )
 
 
