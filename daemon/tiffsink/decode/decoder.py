@@ -108,11 +108,11 @@ class Decoder:
         if ifd is not None and route is not None:
             align = ifd.offsets[0] if route == "raw" else 0
             data = self._read_all(fd, path, size, align)
-            digest = xxhash.xxh3_128(data.data).hexdigest()
+            # One pass, cache-hot: the file's content hash and page 0's digest together.
+            digest, page_digest = pagedigest.with_content_hash(ifd, data.data)
             got = self._raw(ifd, data) if route == "raw" else self._imdecode(ifd, data)
             if got is not None:
                 src, bgr = got
-                page_digest = pagedigest.of_buffer(ifd, data.data)
                 info = PageInfo(
                     0, ifd.height, ifd.width, src.dtype.name, ifd.spp, "{}", page_digest
                 )

@@ -14,6 +14,7 @@ the committed ones, so a file that grew by whole pages adds only its new pages.
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ import xxhash
 from .tiffheader import HeaderError, Ifd, open_reader, read_ifd
 
 CHUNK = 8 << 20  # bytes read per pread while hashing a page's data from the file
+_PIECE = 256 << 10  # what stays in cache between the two hashes of one pass
 
 
 def _geometry(ifd: Ifd) -> bytes:
@@ -53,6 +55,34 @@ def of_buffer(ifd: Ifd, data: memoryview) -> str:
     for o, c in _ranges(ifd):
         h.update(data[o : o + c])
     return str(h.hexdigest())
+
+
+def with_content_hash(ifd: Ifd, data: memoryview) -> tuple[str, str]:
+    """(xxh3-128 of the whole file, page 0's digest) in one pass over a file in memory.
+
+    The fast routes hash every file anyway; feeding both hashes the same cache-sized
+    pieces costs about half what a second pass over the pixels would (0.2 vs 0.3-0.45 ms
+    per 8 MiB frame here)."""
+    content = xxhash.xxh3_128()
+    ranges = _ranges(ifd)
+    ordered = all(a[0] + a[1] <= b[0] for a, b in itertools.pairwise(ranges))
+    if not ordered:  # strips out of file order: the digest follows strip order
+        content.update(data)
+        return str(content.hexdigest()), of_buffer(ifd, data)
+    page = xxhash.xxh3_64(_geometry(ifd))
+    size, k = len(data), 0
+    for start in range(0, size, _PIECE):
+        end = min(size, start + _PIECE)
+        content.update(data[start:end])
+        while k < len(ranges):
+            o, c = ranges[k]
+            lo, hi = max(o, start), min(o + c, end)
+            if lo < hi:
+                page.update(data[lo:hi])
+            if o + c > end:
+                break  # this range goes on in the next piece
+            k += 1
+    return str(content.hexdigest()), str(page.hexdigest())
 
 
 def of_file(fd: int, size: int, ifd: Ifd, buf: memoryview | None = None) -> str:
