@@ -72,6 +72,7 @@ class Daemon:
             "tiffsink: second signal, exiting at once; recovery runs at next start",
             signals=WITH_HANGUP,
         )
+        self.started = False  # READY sent: from here on an unexpected error is a crash
 
     # -- after a commit -------------------------------------------------------------
     def on_commit(self, info: CommitInfo) -> None:
@@ -120,7 +121,7 @@ class Daemon:
             log.error("daemon.exiting", detail=str(e), action="exit 75; systemd restarts")
             raise
         except Exception as e:  # a bug: never a silent end
-            if not getattr(self, "started", False):
+            if not self.started:
                 raise  # a start-up error: the CLI says it in one line
             log.error(
                 "daemon.crashed",
