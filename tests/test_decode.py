@@ -239,7 +239,7 @@ def test_pages_first_gives_only_page_zero(tmp_path: Path) -> None:
     """pages=first decodes page 0 of a stack and reports one page in total."""
     src = corpus.stack(tmp_path / "s.tif")
     got = decode_file(tmp_path / "s.tif", spec(pages="first"))
-    assert len(got) == 1 and got[0][0] == PageInfo(0, 48, 64, "uint16", 1)
+    assert len(got) == 1 and got[0][0]._replace(digest="") == PageInfo(0, 48, 64, "uint16", 1)
     np.testing.assert_array_equal(got[0][1], resized(src[0]))
 
 
@@ -430,5 +430,6 @@ def test_round_trip_at_same_size_is_exact(
     sp = ImageSpec(height=arr.shape[0], width=arr.shape[1], channels=3 if rgb else 1,
                    dtype=arr.dtype.name)  # fmt: skip
     ((info, row),) = decode_file(p, sp)
-    assert info == PageInfo(0, arr.shape[0], arr.shape[1], arr.dtype.name, 3 if rgb else 1)
+    want = PageInfo(0, arr.shape[0], arr.shape[1], arr.dtype.name, 3 if rgb else 1)
+    assert info._replace(digest="") == want and len(info.digest) == 16
     np.testing.assert_array_equal(row, arr)

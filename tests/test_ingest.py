@@ -262,13 +262,16 @@ def test_worker_killed_mid_row_write_never_commits_a_torn_row(
 
 
 def test_workers_that_cannot_start_stop_the_run_without_failing_files(tmp_path: Path) -> None:
-    """A worker that dies before it is ready (a broken install) ends the run with exit 2
-    and a message saying so; no file is recorded as failed for it."""
+    """Workers that keep dying before they are ready (a broken install) end the run, once
+    the retry bound passes, with exit 75 (a restart may cure it, a config error is 2) and
+    a message saying so; no file is recorded as failed for it."""
     src = tmp_path / "src"
     make_files(src, 5)
     cfg = config(tmp_path)
-    r = run_cli("ingest", str(src), "--config", str(cfg), env=faults.spec(worker_start="exit"))
-    assert r.returncode == 2, r.stderr
-    assert "worker process exited with code 3 before it was ready" in r.stderr
+    env = faults.spec(worker_start="exit", start_give_up_s="1")
+    r = run_cli("ingest", str(src), "--config", str(cfg), env=env)
+    assert r.returncode == 75, r.stderr
+    assert "could not start for" in r.stderr
+    assert "a worker process exited with code 3 before it was ready" in r.stderr
     with open_dataset(tmp_path / "dataset") as ds:
         assert len(ds) == 0 and ds.failures() == []

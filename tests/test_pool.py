@@ -11,6 +11,7 @@ import pytest
 from tiffsink.config import ImageSpec
 from tiffsink.decode import decode_file
 from tiffsink.errors import WorkerStartError
+from tiffsink.pipeline import starts
 from tiffsink.pipeline.messages import Failure, Result, Task
 from tiffsink.pipeline.pool import BUNDLE, QUEUE_DEPTH, Lost, Pool
 from tiffsink.testing import faults
@@ -193,16 +194,67 @@ def test_close_stops_workers_and_removes_the_arena(src: Path) -> None:
     assert all(not p.is_alive() for p in procs)
 
 
-def test_a_worker_dying_before_ready_is_a_start_error(
+def test_a_worker_that_never_starts_is_a_start_error_once_the_bound_passes(
     src: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Death before the READY handshake is the environment's fault: WorkerStartError,
+    """Death before READY is retried with backoff; past the bound it is WorkerStartError,
     never a decoder_crash charged to the file the worker was sent."""
     monkeypatch.setenv(faults.ENV, "worker_start=exit")
+    monkeypatch.setattr(starts, "GIVE_UP_S", 1.5)
     pool = Pool(SPEC, workers=1, slots_per_worker=1, timeout_s=30)
     try:
         pool.submit(task(1, src / "good.tif", 0))
-        with pytest.raises(WorkerStartError, match="code 3 before it was ready"):
+        with pytest.raises(WorkerStartError, match="could not start"):
             collect(pool, 1)
+        assert pool.starts.failing[0].tries >= 2  # tried again before giving up
+    finally:
+        pool.close()
+
+
+def test_a_worker_that_fails_to_start_for_a_while_is_retried(
+    src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A passing start fault: its slot is tried again with backoff, the problem is
+    reported meanwhile, and the task it held completes once a worker starts."""
+    flag = tmp_path / "broken"
+    flag.touch()
+    monkeypatch.setenv(faults.ENV, f"worker_start={flag}")
+    pool = Pool(SPEC, workers=1, slots_per_worker=1, timeout_s=30)
+    try:
+        pool.submit(task(1, src / "good.tif", 0))
+        deadline = time.monotonic() + 60
+        while pool.starts.problem() is None:
+            assert time.monotonic() < deadline
+            assert pool.poll(0.1) == ([], [])
+        assert "failed to start" in (pool.starts.problem() or "")
+        flag.unlink()
+        [(t, out)], lost = collect(pool, 1)
+        assert t.task_id == 1 and isinstance(out, Result) and lost == []
+        assert pool.starts.problem() is None
+    finally:
+        pool.close()
+
+
+def test_replacement_workers_start_after_the_arena_file_is_removed(src: Path) -> None:
+    """Workers get the arena by descriptor: removing its /dev/shm file does not stop a
+    crashed worker's replacement from starting and decoding."""
+    pool = Pool(SPEC, workers=1, slots_per_worker=2, timeout_s=30)
+    try:
+        pool.submit(task(1, src / "good.tif", 0))
+        collect(pool, 1)
+        pool.arena.path.unlink()
+        old = pool.handles[0].proc
+        old.kill()
+        deadline = time.monotonic() + 60
+        while not (pool.handles and pool.handles[0].proc is not old and pool.handles[0].ready):
+            assert time.monotonic() < deadline, pool.starts.problem()
+            pool.poll(0.1)
+        pool.submit(task(2, src / "good.tif", 1))
+        [(t, out)], lost = collect(pool, 1)
+        assert t.task_id == 2 and isinstance(out, Result) and lost == []
+        assert pool.starts.problem() is None
+        row = np.frombuffer(pool.arena.view(1), SPEC.dtype).reshape(SPEC.row_shape)
+        [(_, want)] = decode_file(src / "good.tif", SPEC)
+        assert np.array_equal(row, want)
     finally:
         pool.close()

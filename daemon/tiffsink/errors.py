@@ -31,11 +31,24 @@ class DatasetError(TiffsinkError):
     """The dataset cannot be used as asked (corrupt, incompatible, unreadable)."""
 
 
-class DatasetIOError(DatasetError):
+class RestartableError(TiffsinkError):
+    """A fault of the running process that a restart may cure (never a config problem).
+
+    The CLI exits with EX_TEMPFAIL (75), which systemd's Restart=on-failure restarts;
+    exit 2 stays reserved for what a restart cannot fix.
+    """
+
+
+class DatasetIOError(DatasetError, RestartableError):
     """An I/O error (EIO, ENOSPC from fsync) while committing: never retried in-process.
 
     The CLI exits with EX_TEMPFAIL (75) so systemd restarts the service and recovery runs.
     """
+
+
+class DatasetLostError(DatasetIOError):
+    """index.sqlite or the rows' file was deleted or replaced under the running writer:
+    nothing more is committed into it and no source is moved or deleted."""
 
 
 class DatasetFullError(DatasetError):
@@ -70,10 +83,10 @@ class ClusterError(TiffsinkError):
     """The Dask cluster cannot run this backfill (unreachable, wrong workers, wrong format)."""
 
 
-class WorkerStartError(TiffsinkError):
-    """A worker process died before it was ready: the environment is broken (a missing
-    library, no memory), not a file. Failing every file on it would lose nothing but
-    hide the cause, so the run stops instead."""
+class WorkerStartError(RestartableError):
+    """Worker processes kept dying before they were ready, past the retry bound: the
+    environment is broken (a missing library, no memory), not a file. Failing every file
+    on it would lose nothing but hide the cause, so the run stops (exit 75) instead."""
 
 
 class DecodeError(TiffsinkError):

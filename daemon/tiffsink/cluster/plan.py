@@ -79,6 +79,7 @@ class ShardPlanner:
                         info.channels,
                         at,
                         info.meta,
+                        info.digest,
                     )
                 )
                 self._take(group, chunk)

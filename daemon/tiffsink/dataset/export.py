@@ -66,7 +66,8 @@ def export(
                 if progress is not None:
                     progress(done, n)
             fails = src.failures()
-            w.commit([], fails)
+            grown = index.grown_versions(src.conn) if _has_grown(src) else []
+            w.commit([], fails, [g for g in grown if not w.lookup.known([_version(g)])])
         _compare(src, out_dir, n)
         return ExportResult(n, n - start, len(fails))
 
@@ -101,6 +102,16 @@ def _open_copy(
             + "; ".join(parts)
             + "; export into a new folder",
         ) from None
+
+
+def _has_grown(src: Dataset) -> bool:
+    """Whether the source's index has grown versions (older indexes have no table)."""
+    q = "SELECT 1 FROM sqlite_master WHERE name = 'grown_versions'"
+    return src.conn.execute(q).fetchone() is not None
+
+
+def _version(g: index.GrownRecord) -> tuple[str, int, int]:
+    return (g.source, g.size, g.mtime_ns)
 
 
 def _check_prefix(src: Dataset, w: DatasetWriter, done: int) -> None:

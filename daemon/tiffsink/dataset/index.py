@@ -20,7 +20,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-FORMAT_VERSION = 2  # 2: images.meta (JSON per row); version-1 indexes gain it on open
+# 2: images.meta (JSON per row); 3: images.page_hash and grown_versions. Older indexes
+# gain what they lack when a writer opens them.
+FORMAT_VERSION = 3
 KNOWN_CHUNK = 400  # paths per lookup query (SQLite allows 32766 parameters)
 
 SCHEMA = """
@@ -36,7 +38,8 @@ CREATE TABLE IF NOT EXISTS images (
     src_dtype TEXT NOT NULL,
     src_channels INTEGER NOT NULL,
     ingested_at REAL NOT NULL,
-    meta TEXT NOT NULL DEFAULT '{}'
+    meta TEXT NOT NULL DEFAULT '{}',
+    page_hash TEXT NOT NULL DEFAULT ''
 );
 CREATE UNIQUE INDEX IF NOT EXISTS images_version ON images(source, size, mtime_ns, page);
 CREATE INDEX IF NOT EXISTS images_ingested_at ON images(ingested_at);
@@ -51,6 +54,17 @@ CREATE TABLE IF NOT EXISTS failures (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS failures_version ON failures(source, size, mtime_ns);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS grown_versions (
+    source TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    base_size INTEGER NOT NULL,
+    base_mtime_ns INTEGER NOT NULL,
+    first_page INTEGER NOT NULL,
+    pages INTEGER NOT NULL,
+    at REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS grown_version ON grown_versions(source, size, mtime_ns);
 """
 
 
@@ -70,6 +84,23 @@ class RowRecord:
     src_channels: int
     ingested_at: float
     meta: str = "{}"  # what the row shows (z, c, t, channel, well, label...), JSON text
+    page_hash: str = ""  # digest of the page's stored bytes (decode/pagedigest.py)
+
+
+@dataclass(frozen=True)
+class GrownRecord:
+    """A file version that began with exactly the committed pages of the file's earlier
+    version(s): only its pages from `first_page` on became rows. `base` is the version
+    whose rows start the file (the one with its page 0)."""
+
+    source: str
+    size: int
+    mtime_ns: int
+    base_size: int
+    base_mtime_ns: int
+    first_page: int
+    pages: int
+    at: float
 
 
 @dataclass(frozen=True)
@@ -86,6 +117,7 @@ class FailureRecord:
 
 _ROW = operator.attrgetter(*(f.name for f in fields(RowRecord)))
 _FAILURE = operator.attrgetter(*(f.name for f in fields(FailureRecord)))
+_GROWN = operator.attrgetter(*(f.name for f in fields(GrownRecord)))
 
 
 def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
@@ -104,16 +136,21 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
     """Create missing tables (a crash right after connect leaves an empty file), and
-    migrate a version-1 index: its rows gain an empty `meta`."""
+    migrate an older index: its rows gain an empty `meta` (format 1) and an empty
+    `page_hash` (format 2: their pages never count as unchanged in a grown file), and it
+    gains `grown_versions`. ADD COLUMN does not rewrite the table: cheap at any size."""
     conn.executescript(SCHEMA)
     cols = [r[1] for r in conn.execute("PRAGMA table_info(images)")]
-    if "meta" not in cols:
+    if "meta" not in cols or "page_hash" not in cols:
         with transaction(conn):
-            conn.execute("ALTER TABLE images ADD COLUMN meta TEXT NOT NULL DEFAULT '{}'")
-            conn.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('format_version', ?)",
-                (json.dumps(FORMAT_VERSION),),
-            )
+            if "meta" not in cols:
+                conn.execute("ALTER TABLE images ADD COLUMN meta TEXT NOT NULL DEFAULT '{}'")
+            conn.execute("ALTER TABLE images ADD COLUMN page_hash TEXT NOT NULL DEFAULT ''")
+            if read_meta(conn):  # an index whose creation committed: say what it is now
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('format_version', ?)",
+                    (json.dumps(FORMAT_VERSION),),
+                )
 
 
 def create(conn: sqlite3.Connection, meta: dict[str, Any]) -> None:
@@ -156,15 +193,19 @@ def committed_rows(conn: sqlite3.Connection) -> int:
 
 
 def insert(
-    conn: sqlite3.Connection, rows: Sequence[RowRecord], failures: Sequence[FailureRecord]
+    conn: sqlite3.Connection,
+    rows: Sequence[RowRecord],
+    failures: Sequence[FailureRecord],
+    grown: Sequence[GrownRecord] = (),
 ) -> None:
-    """The commit point: one transaction with every row and failure of a batch.
+    """The commit point: one transaction with every row, failure and grown version of a
+    batch.
 
     A source that becomes rows loses the failure records of its earlier versions in the
     same transaction (a fixed file is no longer failed; the log keeps the history)."""
     with transaction(conn):
         # attrgetter, not dataclasses.astuple: astuple deep-copies, per row, in the commit.
-        conn.executemany("INSERT INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", map(_ROW, rows))
+        conn.executemany("INSERT INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", map(_ROW, rows))
         fixed = {(r.source,) for r in rows}
         if fixed:
             conn.executemany("DELETE FROM failures WHERE source=?", fixed)
@@ -173,6 +214,10 @@ def insert(
             "VALUES (?,?,?,?,?,?)",
             map(_FAILURE, failures),
         )
+        if grown:
+            conn.executemany(
+                "INSERT INTO grown_versions VALUES (?,?,?,?,?,?,?,?)", map(_GROWN, grown)
+            )
 
 
 def known_versions(
@@ -190,11 +235,55 @@ def known_versions(
         marks = ",".join("?" * len(chunk))
         rows = conn.execute(
             f"SELECT source, size, mtime_ns FROM images WHERE source IN ({marks}) "
-            f"UNION SELECT source, size, mtime_ns FROM failures WHERE source IN ({marks})",
-            (*chunk, *chunk),
+            f"UNION SELECT source, size, mtime_ns FROM failures WHERE source IN ({marks}) "
+            f"UNION SELECT source, size, mtime_ns FROM grown_versions WHERE source IN ({marks})",
+            (*chunk, *chunk, *chunk),
         )
         out.update(v for v in rows if v in want)
     return out
+
+
+@dataclass(frozen=True)
+class CommittedPages:
+    """The pages a path's rows hold now: its latest base version (the one whose rows
+    start with page 0) and the versions grown from it, page digests in page order."""
+
+    base: tuple[int, int]  # (size, mtime_ns)
+    digests: tuple[str, ...]
+
+
+def committed_pages(conn: sqlite3.Connection, paths: Sequence[str]) -> dict[str, CommittedPages]:
+    """For each path that has rows: its committed pages (one query per KNOWN_CHUNK paths,
+    then one per path found; paths without rows cost only the first)."""
+    bases: dict[str, tuple[int, int]] = {}
+    for i in range(0, len(paths), KNOWN_CHUNK):
+        chunk = paths[i : i + KNOWN_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        # SQLite takes the bare columns from the row that holds MAX(row): the latest page 0.
+        for source, size, mtime, _ in conn.execute(
+            f"SELECT source, size, mtime_ns, MAX(row) FROM images "
+            f"WHERE source IN ({marks}) AND page = 0 GROUP BY source",
+            chunk,
+        ):
+            bases[source] = (size, mtime)
+    out = {}
+    for source, (size, mtime) in bases.items():
+        pages = conn.execute(
+            "SELECT page, page_hash FROM images WHERE source = ?1 AND ("
+            "(size = ?2 AND mtime_ns = ?3) OR (size, mtime_ns) IN (SELECT size, mtime_ns "
+            "FROM grown_versions WHERE source = ?1 AND base_size = ?2 AND base_mtime_ns = ?3)"
+            ") ORDER BY page",
+            (source, size, mtime),
+        ).fetchall()
+        if [p for p, _ in pages] == list(range(len(pages))):
+            out[source] = CommittedPages((size, mtime), tuple(h for _, h in pages))
+    return out
+
+
+def grown_versions(conn: sqlite3.Connection) -> list[GrownRecord]:
+    """Every grown version, oldest first (export carries them over)."""
+    cur = conn.execute("SELECT * FROM grown_versions ORDER BY rowid")
+    return [GrownRecord(*r) for r in cur]
 
 
 def rows_for_source(conn: sqlite3.Connection, source: str) -> list[RowRecord]:
@@ -279,8 +368,12 @@ def forget_failures(conn: sqlite3.Connection, reason: str | None = None) -> int:
 
 
 def ingested(conn: sqlite3.Connection, source: str, size: int, mtime_ns: int) -> bool:
-    """Whether this file version has rows (not just a failure record)."""
-    q = "SELECT 1 FROM images WHERE source=? AND size=? AND mtime_ns=? LIMIT 1"
+    """Whether this file version is committed as rows (its own, or a grown version's
+    earlier rows), not just a failure record."""
+    q = (
+        "SELECT 1 FROM images WHERE source=?1 AND size=?2 AND mtime_ns=?3 UNION ALL "
+        "SELECT 1 FROM grown_versions WHERE source=?1 AND size=?2 AND mtime_ns=?3 LIMIT 1"
+    )
     return conn.execute(q, (source, size, mtime_ns)).fetchone() is not None
 
 

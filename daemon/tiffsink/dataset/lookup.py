@@ -31,6 +31,10 @@ class Lookup:
         """Versions with committed rows or failures."""
         return index.known_versions(self._reader(), versions)
 
+    def committed_pages(self, paths: Sequence[str]) -> dict[str, index.CommittedPages]:
+        """For the paths that have rows: the digests of their committed pages."""
+        return index.committed_pages(self._reader(), paths)
+
     def ingested(self, source: str, size: int, mtime_ns: int) -> bool:
         """Whether this version has rows (not just a failure record)."""
         return index.ingested(self._reader(), source, size, mtime_ns)

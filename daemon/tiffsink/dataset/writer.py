@@ -7,10 +7,12 @@ Commit protocol, in this order, the same for every format (docs/dataset.md):
   3. one SQLite transaction inserts the batch's index rows: the commit point,
   4. the store publishes the new row count (npy header; zarr.json shape).
 Opening for writing recovers: what lies past the committed rows is cut and the published
-count is set to the index's. An fsync error is never retried (after a failed fsync the
-page cache may already have dropped the dirty pages, so a retry could "succeed" over lost
-data): the writer is poisoned, the error propagates, the process ends and recovery runs
-on restart.
+count is set to the index's. Before each index transaction the writer checks that the
+index and the rows' file are still the ones it opened (identity.py): a deleted or
+replaced index stops the commit (DatasetLostError) instead of committing into the void.
+An fsync error is never retried (after a failed fsync the page cache may already have
+dropped the dirty pages, so a retry could "succeed" over lost data): the writer is
+poisoned, the error propagates, the process ends and recovery runs on restart.
 """
 
 from __future__ import annotations
@@ -25,14 +27,15 @@ import numpy as np
 import structlog
 
 from ..config import ImageSpec, Storage
-from ..errors import DatasetError, DatasetFullError, DatasetIOError
+from ..errors import DatasetError, DatasetFullError, DatasetIOError, DatasetLostError
 from ..testing import faults
 from . import index, lock
 from .access import check_writable
 from .closers import Closers
 from .formats.sink import RowSink, as_page
-from .index import FailureRecord, RowRecord
-from .layout import Layout
+from .identity import OpenedFiles
+from .index import FailureRecord, GrownRecord, RowRecord
+from .layout import ARRAY, Layout
 from .lookup import Lookup
 from .opening import open_store
 from .rows import os_error_name
@@ -80,6 +83,26 @@ class DatasetWriter:
         self.store = open_store(self.layout, self.conn, self.spec, self.storage)
         self._closers.push(self.store.close)
         self.recover()
+        if self.storage.format == "npy":
+            self.opened = OpenedFiles([self.layout.index, self.layout.images], [])
+        else:
+            folders = [self.layout.zarr, self.layout.zarr / ARRAY]
+            self.opened = OpenedFiles([self.layout.index], folders)
+        self._closers.push(self.opened.close)
+
+    def check_opened(self) -> None:
+        """Raise DatasetLostError (and refuse all further commits) if the index or the rows'
+        file was deleted or replaced since the open: two or three stat() calls."""
+        if isinstance(self._poisoned, DatasetLostError):
+            raise self._poisoned
+        problem = self.opened.problem()
+        if problem is not None:
+            err = DatasetLostError(
+                self.directory,
+                f"{problem}; nothing more is committed and no source is moved or deleted",
+            )
+            self._poisoned = err
+            raise err
 
     def recover(self) -> None:
         """Make the store agree with the index: cut what is uncommitted, fix the count."""
@@ -154,8 +177,14 @@ class DatasetWriter:
         self.cursor = cursor
 
     # -- the commit (committer thread) --------------------------------------------------
-    def commit(self, rows: Sequence[RowRecord], failures: Sequence[FailureRecord]) -> None:
-        """Make pending rows committed..committed+len(rows)-1 and the failures durable."""
+    def commit(
+        self,
+        rows: Sequence[RowRecord],
+        failures: Sequence[FailureRecord],
+        grown: Sequence[GrownRecord] = (),
+    ) -> None:
+        """Make pending rows committed..committed+len(rows)-1, the failures and the grown
+        versions durable."""
         self._check()
         expect = list(range(self.committed, self.committed + len(rows)))
         if [r.row for r in rows] != expect or self.committed + len(rows) > self.cursor:
@@ -165,7 +194,7 @@ class DatasetWriter:
             self.store.make_durable(self.committed, len(rows))
         except (OSError, sqlite3.DatabaseError) as e:
             self._poison(e)
-        self._finish(rows, failures)
+        self._finish(rows, failures, grown)
 
     def commit_written(self, rows: Sequence[RowRecord], failures: Sequence[FailureRecord]) -> None:
         """Commit rows that others already made durable in the store, whole shards written
@@ -182,11 +211,17 @@ class DatasetWriter:
             if self.committed != self.cursor:  # nothing committed: nothing is pending either
                 self.cursor = self.committed
 
-    def _finish(self, rows: Sequence[RowRecord], failures: Sequence[FailureRecord]) -> None:
+    def _finish(
+        self,
+        rows: Sequence[RowRecord],
+        failures: Sequence[FailureRecord],
+        grown: Sequence[GrownRecord] = (),
+    ) -> None:
         """Steps 3 (the index transaction: the commit point) and 4 (publish the count)."""
+        self.check_opened()  # never commit into an index someone deleted or replaced
         try:
             faults.crash_point("after_data_fsync")
-            self._insert(rows, failures)
+            self._insert(rows, failures, grown)
             faults.crash_point("after_index_commit")
             self.committed += len(rows)
             if rows:
@@ -208,9 +243,14 @@ class DatasetWriter:
             "the process must restart and recover",
         ) from e
 
-    def _insert(self, rows: Sequence[RowRecord], failures: Sequence[FailureRecord]) -> None:
+    def _insert(
+        self,
+        rows: Sequence[RowRecord],
+        failures: Sequence[FailureRecord],
+        grown: Sequence[GrownRecord],
+    ) -> None:
         try:
-            index.insert(self.conn, rows, failures)
+            index.insert(self.conn, rows, failures, grown)
         except sqlite3.OperationalError as e:
             # SQLITE_FULL rolls the transaction back: nothing committed, retry later.
             if "full" in str(e).lower():

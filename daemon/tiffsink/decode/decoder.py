@@ -26,6 +26,7 @@ import xxhash
 
 from ..config import ImageSpec
 from ..errors import DecodeError
+from . import pagedigest
 from .convert import Converter
 from .fallback import Fallbacks
 from .limits import Limits, bytes_per_sample
@@ -53,6 +54,7 @@ class PageInfo(NamedTuple):
     dtype: str
     channels: int
     meta: str = "{}"  # what the page shows, JSON (decode/metadata.py; filled by the worker)
+    digest: str = ""  # its stored bytes' digest (pagedigest.py); "" if it has none
 
 
 @dataclass
@@ -116,15 +118,18 @@ class Decoder:
         if ifd is not None and route is not None:
             align = ifd.offsets[0] if route == "raw" else 0
             data = self._read_all(fd, path, size, align)
-            digest = xxhash.xxh3_128(data.data).hexdigest()
+            # One pass, cache-hot: the file's content hash and page 0's digest together.
+            digest, page_digest = pagedigest.with_content_hash(ifd, data.data)
             got = self._raw(ifd, data) if route == "raw" else self._imdecode(ifd, data)
             if got is not None:
                 src, bgr = got
-                info = PageInfo(0, ifd.height, ifd.width, src.dtype.name, ifd.spp)
+                info = PageInfo(
+                    0, ifd.height, ifd.width, src.dtype.name, ifd.spp, "{}", page_digest
+                )
                 self.converter.convert(src, bgr, outs[0])
                 return DecodeResult(1, [info], digest)
         if first == 0 and digest is None:
-            digest = self._hash_fd(fd, path, size)
+            digest = self.content_hash(fd, path, size)
         planes: tuple[int, ...] = (0,)
         pages, overview, mask = 1, 0, 0
         if not single:
@@ -170,7 +175,9 @@ class Decoder:
                 opened = e
             try:
                 for i, out in zip(wanted, outs, strict=False):
-                    got = opened if tif is None else self._tifffile_page(tif, path, size, i, out)
+                    got: PageInfo | DecodeError | None = opened
+                    if tif is not None:
+                        got = self._tifffile_page(tif, fd, path, size, i, out)
                     if isinstance(got, PageInfo):
                         infos.append(got)
                         continue
@@ -186,7 +193,7 @@ class Decoder:
         return infos
 
     def _tifffile_page(
-        self, tif: Any, path: str, size: int, i: int, out: Array
+        self, tif: Any, fd: int, path: str, size: int, i: int, out: Array
     ) -> PageInfo | DecodeError:
         """Page i through tifffile into out; a failure another reader may not share is
         returned (for the fallbacks to try), any other raised."""
@@ -198,7 +205,8 @@ class Decoder:
                 raise
             return e
         self.converter.convert(src, False, out)
-        return _info(i, src)
+        buf = self.scratch.raw("digest", min(pagedigest.CHUNK, size)).data
+        return _info(i, src, pagedigest.at_offset(fd, size, page.offset, buf))
 
     def _header(self, fd: int, path: str, size: int) -> tuple[Ifd | None, DecodeError | None]:
         """IFD 0 from tiffsink's own parser, checked against the limits.
@@ -237,7 +245,8 @@ class Decoder:
             got += n
         return data
 
-    def _hash_fd(self, fd: int, path: str, size: int) -> str:
+    def content_hash(self, fd: int, path: str, size: int) -> str:
+        """xxh3-128 of the whole file (what the index records as its content_hash)."""
         h = xxhash.xxh3_128()
         chunk = self.scratch.raw("chunk", min(size, _HASH_CHUNK)).data
         pos = 0
@@ -285,10 +294,10 @@ def quiet_libtiff() -> None:
         logging.setLogLevel(logging.LOG_LEVEL_ERROR)
 
 
-def _info(page: int, src: Array) -> PageInfo:
-    """The source geometry of a page as decoded (before resizing)."""
+def _info(page: int, src: Array, digest: str = "") -> PageInfo:
+    """The source geometry of a page as decoded (before resizing), and its digest."""
     channels = 1 if src.ndim == 2 else src.shape[2]
-    return PageInfo(page, src.shape[0], src.shape[1], src.dtype.name, channels)
+    return PageInfo(page, src.shape[0], src.shape[1], src.dtype.name, channels, "{}", digest)
 
 
 def _named(e: DecodeError, path: str, page: int, pages: int) -> DecodeError:

@@ -1,7 +1,8 @@
 """One call of the decode stage as both engines run it: the local pool's workers and the
 Dask tasks. Open the file safely, check its version, decode pages, add their metadata,
 and check that the file did not change meanwhile: so a row is the same whichever engine
-made it.
+made it. Given the digests of the file's committed pages (`prefix`), a new version that
+begins with exactly those pages is decoded from its first new page only.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 from ..errors import DecodeError
 from ..testing import faults
+from . import pagedigest
 from .decoder import Decoder, DecodeResult
 from .metadata import MetadataReader
 from .safeopen import open_source
@@ -28,6 +30,7 @@ class FileRead:
     mtime_ns: int = -1
     result: DecodeResult | None = None
     meta_warning: str | None = None
+    prefix: int = 0  # leading pages equal to the committed ones: not decoded again
 
 
 def read_pages(
@@ -39,9 +42,14 @@ def read_pages(
     outs: Sequence[np.ndarray],
     version: tuple[int, int] | None,
     got: FileRead,
+    prefix: Sequence[str] = (),
 ) -> FileRead:
     """Decode pages first_page.. of `path` into `outs`, filling `got`. Raises DecodeError
-    for every expected problem (MemoryError and decoder bugs propagate as they are)."""
+    for every expected problem (MemoryError and decoder bugs propagate as they are).
+
+    `prefix`: digests of the committed pages of an earlier version of `path` (only with
+    first_page 0). If this version begins with exactly those pages, they are skipped:
+    `got.prefix` says how many, and decoding starts at the first new page (if any)."""
     keys = meta.path_keys(path, root)
     if keys is None:
         if meta.config.on_mismatch == "fail":
@@ -57,7 +65,15 @@ def read_pages(
         if version is not None and version != (got.size, got.mtime_ns):
             raise DecodeError(path, "changed_during_read", "file changed between pages")
         faults.before_decode(path)
-        res = decoder.decode(fd, path, got.size, first_page, outs)
+        grown = None
+        if prefix and first_page == 0:
+            buf = decoder.scratch.raw("digest", min(pagedigest.CHUNK, got.size)).data
+            grown = pagedigest.committed_prefix(fd, got.size, prefix, buf)
+        if grown is None:
+            res = decoder.decode(fd, path, got.size, first_page, outs)
+        else:
+            res = _after_prefix(decoder, fd, path, got.size, grown, outs)
+            got.prefix = grown[0]
         if res.pages:
             skipped = {"overview_pages": res.overview} if res.overview else {}
             if res.mask:
@@ -77,3 +93,21 @@ def read_pages(
         os.close(fd)
     got.result = res
     return got
+
+
+def _after_prefix(
+    decoder: Decoder,
+    fd: int,
+    path: str,
+    size: int,
+    grown: tuple[int, bool],
+    outs: Sequence[np.ndarray],
+) -> DecodeResult:
+    """Decode a grown file from its first new page; the content hash still covers it all."""
+    k, more = grown
+    digest = decoder.content_hash(fd, path, size)
+    if not more or decoder.spec.pages == "first":
+        return DecodeResult(1 if decoder.spec.pages == "first" else k, [], digest)
+    res = decoder.decode(fd, path, size, k, outs)
+    res.content_hash = digest
+    return res

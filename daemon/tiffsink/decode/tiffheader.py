@@ -97,20 +97,33 @@ def check_magic(head: bytes) -> tuple[str, bool]:
 
 def read_first_ifd(fd: int, size: int) -> Ifd:
     """Parse IFD 0 of the file open on `fd` whose fstat size is `size`."""
-    head = os.pread(fd, min(size, HEAD_BYTES), 0)
-    bo, big = check_magic(head)
-    r = _Reader(fd, size, head)
+    r, bo, big = open_reader(fd, size)
     if big:
         osize, pad = struct.unpack(bo + "HH", r.read(4, 4))
         if osize != 8 or pad != 0:
             raise HeaderError("corrupt", f"BigTIFF offset size {osize}, expected 8")
         (ifd,) = struct.unpack(bo + "Q", r.read(8, 8))
-        cnt_fmt, ent_size, val_size, off_fmt = "Q", 20, 8, "Q"
     else:
         (ifd,) = struct.unpack(bo + "I", r.read(4, 4))
+    return read_ifd(r, bo, big, ifd)
+
+
+def open_reader(fd: int, size: int) -> tuple[_Reader, str, bool]:
+    """A reader over the file and its byte order and BigTIFF flag, to parse IFDs with."""
+    head = os.pread(fd, min(size, HEAD_BYTES), 0)
+    bo, big = check_magic(head)
+    return _Reader(fd, size, head), bo, big
+
+
+def read_ifd(r: _Reader, bo: str, big: bool, ifd: int) -> Ifd:
+    """Parse the IFD at file offset `ifd` (any page's: `next_ifd` leads to the next)."""
+    size = r.size
+    if big:
+        cnt_fmt, ent_size, val_size, off_fmt = "Q", 20, 8, "Q"
+    else:
         cnt_fmt, ent_size, val_size, off_fmt = "H", 12, 4, "I"
     if ifd < 8:
-        raise HeaderError("corrupt", f"first IFD offset {ifd} points into the header")
+        raise HeaderError("corrupt", f"IFD offset {ifd} points into the header")
     csz = struct.calcsize(cnt_fmt)
     (n,) = struct.unpack(bo + cnt_fmt, r.read(ifd, csz))
     if n == 0 or n > _MAX_ENTRIES:

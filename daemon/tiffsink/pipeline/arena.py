@@ -1,7 +1,9 @@
 """The shared-memory slot arena: rows of the image spec that workers decode into.
 
 Allocated once, in a file under /dev/shm named with our prefix and PID, so a run killed
-with SIGKILL leaves something `sweep_stale_arenas` can recognise and remove. The
+with SIGKILL leaves something `sweep_stale_arenas` can recognise and remove. Workers get
+the file by descriptor (SharedFd), not by name: someone removing it from /dev/shm then
+costs nothing, and replacement workers still map the same memory as the supervisor. The
 supervisor owns the free list; workers map the same file, decode into the slots a task
 names and write them out to the task's dataset rows, so a slot is free again as soon as
 its task answers.
@@ -15,7 +17,9 @@ import os
 import secrets
 import struct
 from collections import deque
+from multiprocessing import reduction
 from pathlib import Path
+from typing import Any
 
 from ..config import ImageSpec
 
@@ -49,6 +53,21 @@ def sweep_stale_arenas() -> list[Path]:
     return removed
 
 
+class SharedFd:
+    """A descriptor handed to a spawned process: pickled while the process starts, it is
+    passed into the child (multiprocessing's DupFd) and arrives there as a plain int."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self) -> tuple[Any, tuple[Any]]:
+        return _received, (reduction.DupFd(self.fd),)
+
+
+def _received(dup: Any) -> int:
+    return int(dup.detach())
+
+
 BEAT = struct.Struct("<q")  # a worker's heartbeat: the id of the task it is on
 
 
@@ -66,12 +85,14 @@ class Arena:
         self.spec, self.n = spec, n
         self.size = beat_offset(n, spec, max(1, workers))
         self.path = _shm_dir() / f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        # Kept open for the arena's life: replacement workers are handed this descriptor.
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            os.ftruncate(fd, self.size)
-            self._mm = mmap.mmap(fd, self.size)
-        finally:
-            os.close(fd)
+            os.ftruncate(self.fd, self.size)
+            self._mm = mmap.mmap(self.fd, self.size)
+        except BaseException:
+            os.close(self.fd)
+            raise
         self.free: deque[int] = deque(range(n))
         # Read for every busy worker on every poll: computed once.
         self._beat_at = [beat_offset(n, spec, w) for w in range(max(1, workers))]
@@ -92,3 +113,6 @@ class Arena:
             self.path.unlink()
         with contextlib.suppress(BufferError):
             self._mm.close()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

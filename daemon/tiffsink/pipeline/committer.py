@@ -11,7 +11,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..dataset import DatasetWriter
-from ..dataset.index import FailureRecord, RowRecord, now
+from ..dataset.index import FailureRecord, GrownRecord, RowRecord, now
 from ..errors import DatasetFullError
 from .jobs import Batch, CommitInfo
 from .rowmap import Row
@@ -32,8 +32,19 @@ def _records(rows: list[Row], at: float) -> list[RowRecord]:
             row.info.channels,
             at,
             row.info.meta,
+            row.info.digest,
         )
         for row in rows
+    ]
+
+
+def _grown(batch: Batch, at: float) -> list[GrownRecord]:
+    """The batch's file versions that began with their path's committed pages."""
+    return [
+        GrownRecord(j.cand.path, *j.version, *j.prior.base, j.grown_from, j.pages_total, at)
+        for j in batch.jobs
+        if j.grown_from and j.prior is not None and j.version is not None
+        if j.failure is None and not j.skipped
     ]
 
 
@@ -73,12 +84,15 @@ class Committer:
             raise RuntimeError("a commit is already running")
         failures = [j.failure for j in batch.jobs if j.failure is not None]
         first = self.writer.committed
-        fut = self._pool.submit(self._commit, _records(rows, now()), failures)
+        at = now()
+        fut = self._pool.submit(self._commit, _records(rows, at), failures, _grown(batch, at))
         self._running = (batch, rows, first, fut)
 
-    def _commit(self, records: list[RowRecord], failures: list[FailureRecord]) -> float:
+    def _commit(
+        self, records: list[RowRecord], failures: list[FailureRecord], grown: list[GrownRecord]
+    ) -> float:
         t0 = time.monotonic()
-        self.writer.commit(records, failures)
+        self.writer.commit(records, failures, grown)
         return (time.monotonic() - t0) * 1000
 
     def reap(self, wait: bool) -> tuple[CommitInfo, list[Row]] | None:

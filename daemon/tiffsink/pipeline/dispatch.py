@@ -73,8 +73,17 @@ class Dispatcher:
             rows = self.reserve(self._ids, n)
             offsets = tuple(map(self.offset, rows))
             cand = job.cand
+            prefix = job.prior.digests if job.prior is not None and job.version is None else ()
             task = Task(
-                self._ids, cand.path, cand.root, job.next_page, slots, rows, offsets, job.version
+                self._ids,
+                cand.path,
+                cand.root,
+                job.next_page,
+                slots,
+                rows,
+                offsets,
+                job.version,
+                prefix,
             )
             self.tasks[task.task_id] = (job, task)
             self.pool.submit(task)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..batch import Candidate
-from ..dataset.index import FailureRecord
+from ..dataset.index import CommittedPages, FailureRecord
 
 if TYPE_CHECKING:
     from .rowmap import Row
@@ -32,6 +32,8 @@ class Job:
     skipped: bool = False  # its version turned out to be in the index already
     failure: FailureRecord | None = None
     rows: list[Row] = field(default_factory=list)  # pending rows holding its pages
+    prior: CommittedPages | None = None  # the path's committed pages, if it has rows
+    grown_from: int = 0  # > 0: this version begins with that many committed pages
 
     def finish(self) -> None:
         """The file's outcome is known (rows, failure or skip)."""

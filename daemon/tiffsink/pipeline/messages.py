@@ -30,6 +30,9 @@ class Task(NamedTuple):
     rows: tuple[int, ...]
     offsets: tuple[int, ...]
     version: tuple[int, int] | None  # (size, mtime_ns) the first chunk saw; None for chunk 0
+    # Chunk 0 of a path with committed pages: their digests. If the file begins with
+    # exactly those pages, the worker skips them and decodes from the first new page.
+    prefix: tuple[str, ...] = ()
 
 
 class Result(NamedTuple):
@@ -44,6 +47,7 @@ class Result(NamedTuple):
     decode_ms: float
     meta_warning: str | None = None  # metadata that could not be read (the rows stand)
     skipped: tuple[int, int] | None = None  # (overview, mask) pages that are not rows
+    prefix: int = 0  # leading pages equal to the committed ones, skipped (pages follow them)
 
 
 class Failure(NamedTuple):

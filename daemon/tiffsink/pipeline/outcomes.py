@@ -1,7 +1,8 @@
 """What a worker's answer means for its file: rows written, a retry, or a failure.
 
 A result's pages are already in their reserved rows; the first chunk of a file fixes its
-version (and may find it already in the index: a skip, its rows become holes); a crash is
+version (and may find it already in the index: a skip, its rows become holes; or find
+that it begins with the file's committed pages: only the pages after them are rows); a crash is
 retried once, since the OOM killer may have picked the worker for another's sake;
 everything else is recorded as a failure, and the rows the file already had become holes.
 A worker that could not write its rows reports the dataset's error, raised afterwards.
@@ -75,6 +76,7 @@ class Outcomes:
                 return
             job.version, job.pages_total = version, out.pages_total
             job.content_hash = out.content_hash or ""
+            job.grown_from = job.next_page = out.prefix
         if out.meta_warning and task.first_page == 0:
             path, why = job.cand.path, out.meta_warning
             throttle.warning("file.metadata_unreadable", path=path, detail=why)
@@ -92,6 +94,9 @@ class Outcomes:
             )
         if not out.pages:
             self.rowmap.release(task.rows)
+            if job.grown_from and job.next_page >= job.pages_total:
+                job.finish()  # every page is a committed one: the new version adds no row
+                return
             self.fail(job, *job.version, "corrupt", f"page {job.next_page} yielded no image")
             return
         self.rowmap.end_task(task.rows, job, out.pages)

@@ -101,6 +101,12 @@ class Pipeline:
             batch.add(job)
             self.in_flight_paths.add(c.path)
             self.dispatcher.add(job)
+        if batch.jobs:
+            # A path with rows may have grown by whole pages: its worker is told the
+            # committed pages' digests and skips them if the file begins with them.
+            prior = self.writer.lookup.committed_pages([j.cand.path for j in batch.jobs])
+            for job in batch.jobs if prior else ():
+                job.prior = prior.get(job.cand.path)
         self.batches.append(batch)
         self.dispatcher.dispatch()
 
@@ -118,6 +124,7 @@ class Pipeline:
         try:
             if not self.dispatcher.busy:
                 self.idle_wait(timeout_s)
+                self.pool.poll(0)  # idle workers that died are replaced now, not at next use
             else:
                 done, lost = self.pool.poll(timeout_s)
                 for task, out in done:

@@ -6,6 +6,10 @@ and a wake-up each. A worker writes the id of each task it starts into its heart
 shared memory; one that dies, or shows no progress for `timeout_s`, is killed and
 replaced, and the task it was on is reported to the caller as a crash or a timeout. The
 other tasks it held are sent again (one finished but unanswered rewrites its rows).
+A worker that dies before it is ready held no file's blame: its slot is started again
+with backoff (`starts.py`) and its tasks go to the other workers, or wait in a backlog.
+Workers map the arena through a descriptor passed at spawn, so a removed /dev/shm file
+does not stop replacements from starting.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ import structlog
 
 from ..config import ImageSpec, MetadataConfig
 from ..dataset.formats.sink import SinkSpec
-from ..errors import WorkerStartError
-from .arena import Arena
+from .arena import Arena, SharedFd
 from .messages import READY, Failure, Result, Task
+from .starts import StartRetry
 from .worker import worker_main
+
+log = structlog.get_logger("tiffsink")
 
 BUNDLE = 32  # tasks per message: one send and one answer for several files
 QUEUE_DEPTH = 2 * BUNDLE  # tasks per worker: a bundle is already in its pipe when one ends
@@ -96,12 +102,14 @@ class Pool:
         # only their heartbeats.
         slots = workers * slots_per_worker if sink is None else 0
         self.arena = Arena(spec, slots, workers)
-        self.handles: list[_Handle] = []
+        self.handles: list[_Handle] = []  # live worker processes; a failing slot has none
+        self.starts = StartRetry()
+        self.backlog: deque[Task] = deque()  # tasks no live worker had room for
         self._poller = select.poll()
         self._by_fd: dict[int, tuple[str, _Handle]] = {}
         try:
             for i in range(workers):
-                self.handles.append(self._spawn(i))
+                self._start(i)
         except BaseException:
             self.close()
             raise
@@ -109,36 +117,59 @@ class Pool:
     def _spawn(self, index: int) -> _Handle:
         ours, theirs = self.ctx.Pipe()
         self.arena.reset_beat(index)
-        arena = (str(self.arena.path), self.arena.n)
+        arena = (SharedFd(self.arena.fd), self.arena.n)
         proc = self.ctx.Process(
             target=worker_main,
             args=(theirs, *arena, self.spec, self.sink, self.metadata, index),
             daemon=True,
             name="tiffsink-worker",
         )
-        proc.start()
-        theirs.close()
+        try:
+            proc.start()
+        finally:
+            theirs.close()
         h = _Handle(proc, ours, index)
         self._watch(h)
         return h
 
+    def _start(self, index: int) -> None:
+        """Start slot `index`'s process; one that cannot even be created (EMFILE, ENOMEM,
+        EAGAIN) is a failed start, tried again later like a death before READY."""
+        try:
+            h = self._spawn(index)
+        except OSError as e:
+            self.starts.failed(index, f"cannot create a worker process: {e}")
+            return
+        self.starts.starting(index)
+        self.handles.append(h)
+
     @property
     def capacity(self) -> int:
         """How many more tasks the workers' queues accept now."""
-        return sum(QUEUE_DEPTH - len(h.queue) for h in self.handles)
+        return sum(QUEUE_DEPTH - len(h.queue) for h in self.handles) - len(self.backlog)
 
     def submit(self, task: Task) -> None:
         """Queue a task on the least busy worker; `flush` (or the next `poll`) sends it."""
+        if not self._place(task):
+            raise RuntimeError("no worker has room; check capacity first")
+
+    def _place(self, task: Task) -> bool:
+        """Queue on the least busy live worker with room; False when there is none."""
+        if not self.handles:
+            return False
         h = min(self.handles, key=lambda h: len(h.queue))
         if len(h.queue) >= QUEUE_DEPTH:
-            raise RuntimeError("no worker has room; check capacity first")
+            return False
         if not h.queue:
             h.progress_at = time.monotonic()
         h.queue.append(task)
         h.outbox.append(task)
+        return True
 
     def flush(self) -> None:
-        """Send every worker the bundles that are due."""
+        """Send every worker the bundles that are due (after the backlog found room)."""
+        while self.backlog and self._place(self.backlog[0]):
+            self.backlog.popleft()
         for h in self.handles:
             h.send_due()
 
@@ -155,31 +186,42 @@ class Pool:
                 self._poller.unregister(fd)
             self._by_fd.pop(fd, None)
 
-    def _culprit(self, h: _Handle) -> int:
-        """Where in its queue is the task a dead or hung worker was on (its heartbeat)."""
+    def _culprit(self, h: _Handle) -> int | None:
+        """Where in its queue is the task a dead or hung worker was on (its heartbeat);
+        None when it was on none of them (it died idle, or between tasks)."""
         beat = self.arena.beat(h.index)
         for i, t in enumerate(h.queue):
             if t.task_id == beat:
                 return i
-        return 0  # it died before starting one: the first it was given
+        return None
 
-    def _replace(self, h: _Handle, kill: bool, culprit: int) -> list[Task]:
+    def _replace(self, h: _Handle, kill: bool, culprit: int | None) -> list[Task]:
         """Kill (if asked) and respawn a worker; returns its tasks but the culprit."""
+        queued = [t for i, t in enumerate(self._retire(h, kill)) if i != culprit]
+        self._start(h.index)
+        return queued
+
+    def _retire(self, h: _Handle, kill: bool) -> list[Task]:
+        """Kill (if asked) and reap a worker, forget its pipe; returns the tasks it held."""
         if kill and h.proc.is_alive():
             h.proc.kill()
         h.proc.join(5)
         if h.proc.is_alive():
             # Its reserved rows are about to be reused: it must not write any more, so
             # wait for it (stuck in the kernel, e.g. on a hung mount) rather than race it.
-            structlog.get_logger("tiffsink").error(
-                "worker.unkillable", pid=h.proc.pid, action="waiting for it to exit"
-            )
+            log.error("worker.unkillable", pid=h.proc.pid, action="waiting for it to exit")
             h.proc.join()
         self._unwatch(h)
         with contextlib.suppress(OSError):
             h.conn.close()
-        queued = [t for i, t in enumerate(h.queue) if i != culprit]
-        self.handles[self.handles.index(h)] = self._spawn(h.index)
+        self.handles.remove(h)
+        return list(h.queue)
+
+    def _start_failed(self, h: _Handle, detail: str) -> list[Task]:
+        """A worker died (or was killed) before READY: none of its tasks is to blame; its
+        slot is started again after a backoff."""
+        queued = self._retire(h, kill=True)
+        self.starts.failed(h.index, detail)
         return queued
 
     def poll(self, timeout_s: float) -> tuple[list[tuple[Task, Result | Failure]], list[Lost]]:
@@ -194,6 +236,9 @@ class Pool:
         for h in busy:
             self._progress(h, now)
             wait_s = min(wait_s, max(0.0, h.progress_at + self.timeout_s - now))
+        retry_at = self.starts.next_at()
+        if retry_at is not None:
+            wait_s = min(wait_s, max(0.0, retry_at - now))
         events = self._poller.poll(math.ceil(wait_s * 1000))
         ready = [self._by_fd[fd] for fd, _ in events if fd in self._by_fd]
         requeue: list[Task] = []
@@ -206,6 +251,7 @@ class Pool:
                     outs = h.conn.recv()
                     if not h.ready and outs == READY:
                         h.ready = True
+                        self.starts.ready(h.index)
                     else:
                         for out in outs:
                             done.append((h.queue.popleft(), out))
@@ -218,14 +264,12 @@ class Pool:
                     continue
                 code = h.proc.exitcode
                 if not h.ready:
-                    raise WorkerStartError(
-                        None,
-                        f"a worker process exited with code {code} before it was ready; "
-                        "its error is in the log above. Every file would fail on it, so "
-                        "tiffsink stops (nothing was recorded as failed)",
+                    requeue += self._start_failed(
+                        h, f"a worker process exited with code {code} before it was ready"
                     )
+                    continue
                 culprit = self._culprit(h)
-                if h.queue:
+                if culprit is not None:
                     detail = f"worker exited with code {code} while decoding"
                     if code is not None and code < 0:
                         detail = f"worker killed by signal {-code} while decoding"
@@ -235,13 +279,20 @@ class Pool:
         for h in list(self.handles):
             if h.queue:
                 self._progress(h, now)
-            if h.queue and now - h.progress_at > self.timeout_s:
+            if h.queue and now - h.progress_at > self.timeout_s and not h.ready:
+                detail = f"a worker process was not ready after {self.timeout_s:g} s; killed"
+                requeue += self._start_failed(h, detail)
+            elif h.queue and now - h.progress_at > self.timeout_s:
                 culprit = self._culprit(h)
                 detail = f"no result after {self.timeout_s:g} s; worker killed"
-                lost.append(Lost(h.queue[culprit], "timeout", detail))
+                if culprit is not None:
+                    lost.append(Lost(h.queue[culprit], "timeout", detail))
+                else:  # stuck outside any task: nobody's file to blame, all are sent again
+                    log.warning("worker.restarted", reason="timeout", path=None, detail=detail)
                 requeue += self._replace(h, kill=True, culprit=culprit)
-        for t in requeue:
-            self.submit(t)
+        for index in self.starts.due(now):
+            self._start(index)
+        self.backlog.extendleft(reversed(requeue))  # first in line: their batches wait
         self.flush()
         return done, lost
 
@@ -265,4 +316,5 @@ class Pool:
             with contextlib.suppress(OSError):
                 h.conn.close()
         self.handles = []
+        self.backlog.clear()
         self.arena.close()

@@ -77,7 +77,17 @@ def run_task(
     t0 = time.perf_counter()
     got = FileRead()
     try:
-        read_pages(decoder, meta, task.path, task.root, task.first_page, outs, task.version, got)
+        read_pages(
+            decoder,
+            meta,
+            task.path,
+            task.root,
+            task.first_page,
+            outs,
+            task.version,
+            got,
+            task.prefix,
+        )
     except DecodeError as e:
         return Failure(task.task_id, got.size, got.mtime_ns, e.reason, e.detail)
     except MemoryError as e:
@@ -99,6 +109,7 @@ def run_task(
         ms,
         got.meta_warning,
         (res.overview, res.mask) if res.overview or res.mask else None,
+        got.prefix,
     )
 
 
@@ -118,7 +129,7 @@ class Scratch:
 
 def worker_main(
     conn: Connection,
-    arena_path: str,
+    arena: int | str,
     n_slots: int,
     spec: ImageSpec,
     sink_spec: SinkSpec | None,
@@ -136,7 +147,8 @@ def worker_main(
     import cv2
 
     cv2.setNumThreads(1)  # one process per core already; OpenCV's threads only contend
-    fd = os.open(arena_path, os.O_RDWR)
+    # The supervisor passes its arena's descriptor (a path from older callers and tests).
+    fd = arena if isinstance(arena, int) else os.open(arena, os.O_RDWR)
     try:
         mm = mmap.mmap(fd, os.fstat(fd).st_size)
     finally:

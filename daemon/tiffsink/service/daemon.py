@@ -4,7 +4,11 @@ One thread (this one) owns every decision and the dataset; the observer thread a
 scanner threads only enqueue. Order of start-up: sweep leftovers, recover the dataset,
 start watching, start the first scan, then READY=1, so no file can fall between the scan
 and the watch. On SIGTERM/SIGINT the loop stops taking batches, commits what is in
-flight and exits 0; a second signal exits at once and recovery handles the rest.
+flight and exits 0; on SIGHUP it does the same and exits 75, so systemd starts it again
+(reading the config anew); a second signal exits at once and recovery handles the rest.
+Nothing ends it silently: a fault a restart may cure logs its event and exits 75, a bug
+logs `daemon.crashed` with its traceback (exit 1), and dead threads are revived
+(keepalive.py). docs/operations.md has the table of exit statuses.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import faulthandler
 import os
 import signal
 import time
+import traceback
+from collections.abc import Callable
 
 import structlog
 
@@ -20,7 +26,7 @@ from ..batch import Batcher
 from ..config import Config
 from ..dataset import DatasetWriter
 from ..dataset.meta import set_label
-from ..errors import DatasetIOError
+from ..errors import DatasetIOError, DatasetLostError, RestartableError
 from ..feed.events import EventQueue
 from ..feed.names import NameFilter
 from ..feed.scan import Scanner
@@ -32,14 +38,17 @@ from .fds import raise_soft_limit
 from .health import Health
 from .http import StatusServer
 from .intake import Intake
+from .keepalive import KeepAlive
 from .preflight import check_folders
 from .sdnotify import Notifier, watchdog_interval_s
-from .signals import StopSignals
+from .signals import WITH_HANGUP, StopSignals
+from .threadwatch import ThreadDeaths
 
 log = structlog.get_logger("tiffsink")
 
 LOOP_WAIT_S = 0.05  # longest wait between looks at signals, timers and the batcher
 STATUS_EVERY_S = 5.0
+EX_TEMPFAIL = 75  # a restart may cure it: systemd's Restart=on-failure restarts
 
 
 class Daemon:
@@ -61,11 +70,15 @@ class Daemon:
             dataset=cfg.dataset.directory,
         )
         self.stop = StopSignals(
-            1, "tiffsink: second signal, exiting at once; recovery runs at next start"
+            1,
+            "tiffsink: second signal, exiting at once; recovery runs at next start",
+            signals=WITH_HANGUP,
         )
+        self.started = False  # READY sent: from here on an unexpected error is a crash
 
     # -- after a commit -------------------------------------------------------------
     def on_commit(self, info: CommitInfo) -> None:
+        self.disposal.check()  # no source is moved or deleted for a lost index
         now = time.monotonic()
         for cand, version, pages in info.ingested:
             self.log.debug(  # per file: at info a fast ingest would flood the journal
@@ -93,6 +106,34 @@ class Daemon:
 
     # -- lifecycle --------------------------------------------------------------------
     def run(self) -> int:
+        """Serve until stopped; every way out but a start-up refusal logs why."""
+        try:
+            return self._run()
+        except DatasetLostError as e:
+            log.error(
+                "dataset.lost",
+                detail=str(e),
+                action="exit 75; every source kept; see docs/operations.md (lost index)",
+            )
+            raise
+        except DatasetIOError as e:
+            log.error("dataset.io_error", detail=str(e), action="exit 75; restart recovers")
+            raise
+        except RestartableError as e:
+            log.error("daemon.exiting", detail=str(e), action="exit 75; systemd restarts")
+            raise
+        except Exception as e:  # a bug: never a silent end
+            if not self.started:
+                raise  # a start-up error: the CLI says it in one line
+            log.error(
+                "daemon.crashed",
+                error=f"{type(e).__name__}: {e}",
+                traceback=traceback.format_exc(),
+                action="exit 1; systemd restarts",
+            )
+            raise
+
+    def _run(self) -> int:
         cfg = self.cfg
         check_folders(cfg)
         raise_soft_limit()  # toward the unit's LimitNOFILE where started without it
@@ -116,8 +157,8 @@ class Daemon:
             or cfg.sources.failed_directory is not None,
         )
         intake = Intake(cfg, self.q, self.batcher, scanner, self.disposal)
-        server = None
-        with self.stop:
+        keep: KeepAlive | None = None
+        with self.stop, ThreadDeaths() as deaths:
             self.pipeline = Pipeline(
                 cfg, writer, self.on_commit, requeue=self.batcher.add, idle_wait=self.q.wait
             )
@@ -126,9 +167,10 @@ class Daemon:
                 watcher.start()
                 scanner.start(self.root, "start")
                 self.health.start(watcher, self.pipeline, writer.committed)
-                if cfg.metrics.listen:
-                    server = StatusServer(self.health, cfg.metrics.listen, writer.directory)
+                keep = KeepAlive(self.health, watcher, scanner, deaths, self._server_factory())
+                intake.on_scan_done = keep.scan_done
                 self.notifier.notify("READY=1")
+                self.started = True
                 log.info(
                     "daemon.ready",
                     watch=str(self.root),
@@ -136,22 +178,28 @@ class Daemon:
                     workers=cfg.workers.resolved_count(),
                     pid=os.getpid(),
                 )
-                try:
-                    self.loop(watcher, scanner, intake)
-                except DatasetIOError as e:
-                    log.error("dataset.io_error", detail=str(e), action="exit 75; restart recovers")
-                    raise
+                self.loop(scanner, intake, keep)
                 self.notifier.notify("STOPPING=1")
             finally:
                 watcher.close()
-                if server is not None:
-                    server.close()
-                self.pipeline.close()
-                writer.close()
-        log.info("daemon.stopped", rows=writer.committed)
-        return 0
+                if keep is not None:
+                    keep.close()
+                try:
+                    self.pipeline.close()
+                finally:
+                    writer.close()
+        code = EX_TEMPFAIL if self.stop.name == "SIGHUP" else 0
+        log.info("daemon.stopped", rows=writer.committed, exit_status=code)
+        return code
 
-    def loop(self, watcher: Watcher, scanner: Scanner, intake: Intake) -> None:
+    def _server_factory(self) -> Callable[[], StatusServer] | None:
+        """How to (re)start the HTTP server, if one is configured."""
+        listen = self.cfg.metrics.listen
+        if not listen:
+            return None
+        return lambda: StatusServer(self.health, listen, self.writer.directory)
+
+    def loop(self, scanner: Scanner, intake: Intake, keep: KeepAlive) -> None:
         """Until a stop signal and an idle pipeline: take events, cut batches, step."""
         rescan_s = self.cfg.watch.rescan_interval_s
         next_rescan = time.monotonic() + rescan_s if rescan_s else float("inf")
@@ -167,16 +215,16 @@ class Daemon:
                         "daemon.stopping",
                         signal=self.stop.name,
                         pending_batches=not pipeline.idle(),
+                        then="exit 75: systemd restarts it, reading the config anew"
+                        if self.stop.name == "SIGHUP"
+                        else "exit 0",
                     )
                 if pipeline.idle():
                     return
             else:
                 intake.drain()
                 now = time.monotonic()
-                if not watcher.alive():
-                    log.error("events.lost", reason="observer thread died", action="restart+rescan")
-                    watcher.restart()
-                    scanner.request_full()
+                keep.tend(now, pipeline.pool.starts.problem())
                 if now >= next_rescan:
                     next_rescan = now + rescan_s
                     scanner.request_full()

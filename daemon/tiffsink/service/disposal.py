@@ -1,8 +1,10 @@
 """What happens to a source file after its fate is durable: keep, move or delete it.
 
-Only ever after the commit that recorded it, and only if the file on disk is still the
+Only ever after the commit that recorded it, only if the file on disk is still the
 version that was committed (a newer version written meanwhile is left alone, to be
-ingested in its turn). Failed files may be moved aside to `failed_directory`.
+ingested in its turn), and only while the dataset's index and rows are still the files
+the writer opened (a deleted index must not cost the sources of its rows). Failed files
+may be moved aside to `failed_directory`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,13 @@ class Disposal:
         self.done_dir = cfg.sources.done_directory
         self.failed_dir = cfg.sources.failed_directory
         self.writer = writer
+        self.acts = self.mode != "keep" or self.failed_dir is not None
+
+    def check(self) -> None:
+        """Before acting on a commit's sources: raise DatasetLostError if the index or the
+        rows' file is gone or replaced (a few stat() calls, once per commit)."""
+        if self.acts:
+            self.writer.check_opened()
 
     def _move(self, path: str, dest_root: Path) -> None:
         """Move keeping the path relative to the inbox; never overwrite (name.1.tif...)."""
@@ -72,6 +81,7 @@ class Disposal:
 
     def known(self, path: str) -> None:
         """A scan found a committed (or failed) version still in the inbox: act on it now."""
+        self.check()
         try:
             st = os.stat(path, follow_symlinks=False)
         except OSError:

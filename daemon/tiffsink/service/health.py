@@ -62,6 +62,7 @@ class Health:
         self.fds = FdWatch()  # counted when /metrics or health asks, at most once a second
         self.metrics.open_fds.set_function(self.fds.count)
         self.metrics.max_fds.set_function(self.fds.limit)
+        self.faults: dict[str, str] = {}  # what the loop is curing: set_fault
 
     @property
     def bytes(self) -> int:
@@ -76,6 +77,15 @@ class Health:
         self.rows = rows
         self.metrics.rows.set(rows)
         self.metrics.bytes.set(self.bytes)
+
+    def set_fault(self, name: str, text: str | None) -> None:
+        """A fault the daemon is curing by itself (a worker that will not start, a thread
+        that died and is being revived); None clears it. /healthz reports it, but the
+        watchdog is still fed: the loop runs, and each cure has its own bound."""
+        if text is None:
+            self.faults.pop(name, None)
+        else:
+            self.faults[name] = text
 
     def set_pending(self, n: int) -> None:
         self.pending = n
@@ -116,13 +126,14 @@ class Health:
         busy = self.pipeline is not None and not self.pipeline.idle()
         if busy and time.monotonic() - self.last_commit_mono > self.stall_s:
             return f"pipeline has work but committed nothing for {self.stall_s:.0f} s"
-        return None
+        return next(iter(list(self.faults.values())), None)
 
     def progressing(self) -> bool:
         """What systemd's watchdog is fed on. A disk-full pause is deliberate (the loop
-        runs and resumes by itself), so it is reported by /healthz but not a reason for
-        systemd to kill and restart the service."""
-        return self.problem() in (None, DISK_FULL)
+        runs and resumes by itself), and so are the faults the loop is curing: reported by
+        /healthz but not a reason for systemd to kill and restart the service."""
+        problem = self.problem()
+        return problem is None or problem == DISK_FULL or problem in self.faults.values()
 
     def status_line(self) -> str:
         return f"{self.rows} rows, {self.pending} pending, {self.rate_per_s():.1f} rows/s"

@@ -9,6 +9,7 @@ are tracked in `writing` and never settle on their own.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -46,6 +47,7 @@ class Intake:
         self.excluded = cfg.excluded_folders()
         self.settler = Settler(cfg.watch.settle_ms, trust_mtime=not cfg.watch.polling)
         self.writing: set[str] = set()
+        self.on_scan_done: Callable[[str], None] | None = None  # told why, after its log line
 
     def drain(self, limit: int = 5000) -> None:
         """Handle up to `limit` queued events, then the files that settled meanwhile."""
@@ -75,6 +77,8 @@ class Intake:
                 self.scanner.request_full()
             case ScanDone(why, files, queued, seconds):
                 log.info("scan.done", why=why, files=files, queued=queued, s=round(seconds, 3))
+                if self.on_scan_done is not None:
+                    self.on_scan_done(why)
 
     def consider(self, path: str, kind: Kind) -> None:
         """A sighting of `path`: a candidate now, watched until it settles, or nothing."""

@@ -67,6 +67,11 @@ Restart=on-failure
 RestartSec=2
 # Exit status 2 is a problem a restart cannot fix (bad config, image spec differs from
 # the dataset's, dataset locked by another writer): stay failed, the journal says why.
+# Every other failure is restarted: 75 (an I/O error while committing, a deleted or
+# replaced index, workers that cannot start for 2 minutes, and SIGHUP: drain, then
+# start again with the config read anew), 1 (a bug, logged as daemon.crashed) and
+# deaths by signal (watchdog, OOM killer). Exit 0 (SIGTERM: a stop asked for) is not.
+# docs/operations.md has the table of exit statuses.
 RestartPreventExitStatus=2
 # WATCHDOG=1 is sent only while the pipeline makes progress; a wedged daemon is killed
 # (SIGABRT) and restarted.

@@ -8,7 +8,9 @@
   slow=NAME        a worker takes a second longer over such a file;
   oom=NAME         a worker raises MemoryError on such a file;
   torn_write=NAME  a worker writes part of such a file's first row, then SIGKILLs itself;
-  worker_start=exit  every worker exits with code 3 before it is ready (a broken install).
+  worker_start=exit  every worker exits with code 3 before it is ready (a broken install);
+  worker_start=PATH  the same, but only while the file PATH exists (a passing fault);
+  start_give_up_s=S  a test's shorter bound on retrying workers that cannot start.
 Production code calls `crash_point`, `before_decode` and `before_row_write`; with the
 variable unset each call is one truth test of a module global.
 """
@@ -28,7 +30,16 @@ CRASH_POINTS = (
     "after_header_rewrite",
     "after_source_action",
 )
-KINDS = ("crash_at", "segv", "hang", "slow", "oom", "torn_write", "worker_start")
+KINDS = (
+    "crash_at",
+    "segv",
+    "hang",
+    "slow",
+    "oom",
+    "torn_write",
+    "worker_start",
+    "start_give_up_s",
+)
 ENV = "TIFFSINK_FAULTS"
 
 
@@ -88,5 +99,12 @@ def before_row_write(
 
 def at_worker_start() -> None:
     """In a worker, before its READY: exit as a worker whose imports failed would."""
-    if _ARMED and "worker_start" in _ARMED:
+    if _ARMED and (m := _ARMED.get("worker_start")) and (m == "exit" or os.path.exists(m)):
         os._exit(3)
+
+
+def start_give_up_s(default: float) -> float:
+    """How long the supervisor retries a worker that cannot start (tests shorten it)."""
+    if _ARMED and (s := _ARMED.get("start_give_up_s")):
+        return float(s)
+    return default
