@@ -15,9 +15,9 @@ from tiffsink.errors import DatasetError
 from tiffsink.feed.events import EventQueue, EventsLost, FileEvent, Kind
 from tiffsink.pipeline import CommitInfo
 from tiffsink.pipeline.space import FULL_RECHECK_S, SpaceGuard
+from tiffsink.progress import Summary
 from tiffsink.service.intake import Intake
-from tiffsink.service.progress import Summary
-from tiffsink.service.signals import StopSignals
+from tiffsink.signals import StopSignals
 from tiffsink.testing import faults
 
 

@@ -26,8 +26,8 @@ import pytest
 
 from tiffsink import open_dataset
 from tiffsink.config import ImageSpec, Storage
-from tiffsink.dataset import header as npyhead
 from tiffsink.dataset import index, lock
+from tiffsink.dataset.formats.npy import header as npyhead
 from tiffsink.dataset.index import FailureRecord, RowRecord
 from tiffsink.dataset.layout import IMAGES, INDEX, Layout
 from tiffsink.dataset.verify import verify

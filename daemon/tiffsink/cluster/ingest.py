@@ -25,14 +25,14 @@ import structlog
 from ..batch import Candidate
 from ..config import Config
 from ..dataset import DatasetWriter
-from ..dataset.layout import ARRAY
+from ..dataset.formats import format_of
 from ..dataset.meta import set_label
 from ..errors import ClusterError
 from ..feed.backfill import Backfill
 from ..logthrottle import throttle
 from ..pipeline import CommitInfo
-from ..service.progress import Progress, Summary
-from ..service.signals import StopSignals
+from ..progress import Progress, Summary
+from ..signals import EX_INTERRUPTED, StopSignals
 from . import tasks
 from .connect import check_workers, connect
 from .plan import ShardJob, ShardPlanner
@@ -40,7 +40,6 @@ from .snapshot import SNAPSHOT_EVERY_S, publish_snapshot
 
 log = structlog.get_logger("tiffsink")
 
-EX_INTERRUPTED = 130
 WAIT_S = 0.5  # how long to wait for a task before looking at Ctrl-C again
 GROUPS_PER_WORKER = 2  # decode tasks in flight per worker: one running, one queued
 # A decode task covers a quarter shard of files: big enough that scheduling costs
@@ -53,7 +52,7 @@ def cluster_ingest(
 ) -> Summary:
     """Backfill `sources` on the cluster at `scheduler` ("local" or an address)."""
     storage = config.dataset.storage
-    if storage.format != "zarr":
+    if not format_of(storage).whole_shards:
         raise ClusterError(
             config.dataset.directory,
             'a cluster backfill writes a zarr dataset: set [dataset] format = "zarr" (an '
@@ -103,7 +102,7 @@ class _Run:
         self.planner = ShardPlanner(writer.committed, self.storage.shard_rows)
         self.decoding: dict[Any, dict[str, Candidate]] = {}  # group future -> its files
         self.writing: deque[ShardJob] = deque()  # submitted shard jobs, in row order
-        self.ndim = 1 + len(writer.spec.row_shape)
+        self.shards = writer.store.shard_writer()  # the format's whole-shard path
         self.snapshot_at = time.monotonic()
         self._ids = 0
 
@@ -151,7 +150,7 @@ class _Run:
             tasks.decode_group,
             items,
             self.writer.spec,
-            self.storage,
+            self.shards,
             self.config.metadata,
             pure=False,
         )
@@ -177,17 +176,9 @@ class _Run:
             self.on_skip()
 
     def _submit_shards(self) -> None:
-        array = self.writer.layout.zarr / ARRAY
         for job in self.planner.ready:
             if job.parts:
-                plan = tasks.ShardPlan(
-                    str(array),
-                    str(self.writer.layout.tmp),
-                    job.index,
-                    self.storage.shard_rows,
-                    self.ndim,
-                    job.keep,
-                )
+                plan = tasks.ShardPlan(self.shards, job.index, job.keep)
                 job.future = self.client.submit(tasks.write_shard, plan, job.parts, pure=False)
             self.writing.append(job)
         self.planner.ready = []

@@ -109,7 +109,7 @@ class Outcomes:
     def _dataset_failure(self, out: Failure) -> None:
         if self.dataset_error is not None:
             return
-        path = self.writer.store.pending_path
+        path = self.writer.store.sink_path
         if out.reason == "dataset_full":
             self.dataset_error = DatasetFullError(path, out.detail)
         else:

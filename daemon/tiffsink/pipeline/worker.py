@@ -158,7 +158,7 @@ def worker_main(
     beat_at = beat_offset(n_slots, spec, index)
     decoder = Decoder(spec)
     meta = MetadataReader(metadata or MetadataConfig())
-    sink = RowSink(sink_spec) if sink_spec is not None else None
+    sink = sink_spec.open() if sink_spec is not None else None
     scratch = Scratch(spec)
     faults.at_worker_start()
     conn.send(READY)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .. import __version__
-from ..dataset.header import HEADER_BYTES
+from ..dataset.formats.npy.header import HEADER_BYTES
 from ..pipeline import CommitInfo
 from .fds import FdWatch
 from .metrics import Metrics

@@ -22,12 +22,10 @@ from ..dataset.meta import set_label
 from ..feed.backfill import Backfill
 from ..pipeline import CommitInfo, Pipeline
 from ..pipeline.arena import sweep_stale_arenas
-from .progress import Progress, Summary
-from .signals import StopSignals
+from ..progress import Progress, Summary
+from ..signals import EX_INTERRUPTED, StopSignals
 
 log = structlog.get_logger("tiffsink")
-
-EX_INTERRUPTED = 130
 
 
 def ingest(config: Config, sources: list[Path], progress: bool | None = None) -> Summary:
