@@ -48,7 +48,8 @@ class DatasetWriter:
 
     Used by the supervisor's main thread (rows, lookups) and its committer thread
     (`commit`), never both at once for the same rows: rows committed..cursor-1 are
-    pending, written by the main thread and made durable by the committer.
+    pending, reserved by the main thread (the pipeline numbers them), written by its
+    workers and made durable by the committer.
     """
 
     def __init__(
@@ -109,7 +110,7 @@ class DatasetWriter:
         n = index.committed_rows(self.conn)
         self.store.recover(n)
         self.committed = n
-        self.cursor = n  # next row to write; rows committed..cursor-1 are pending
+        self.cursor = n  # end of the pending rows: committed..cursor-1 may hold data
 
     # -- pending rows (supervisor thread) ---------------------------------------------
     def _check(self) -> None:
@@ -142,12 +143,11 @@ class DatasetWriter:
         """The byte address of pending row `row`'s slot, as the store's sink takes it."""
         return self.store.offset(row)
 
-    def reserve(self, n: int) -> range:
-        """Reserve the next `n` pending rows for others to write (the workers)."""
+    def reserve(self, end: int) -> None:
+        """Pending rows up to `end` (exclusive) may now be written by others (the workers).
+        The pipeline numbers them; the writer only bounds what swap, move and commit take."""
         self._check()
-        start = self.cursor
-        self.cursor += n
-        return range(start, self.cursor)
+        self.cursor = max(self.cursor, end)
 
     def swap_rows(self, a: int, b: int) -> None:
         """Exchange two pending rows (to gather a batch's rows before its commit)."""
@@ -166,12 +166,6 @@ class DatasetWriter:
         if not (self.committed <= dst < self.cursor and self.committed <= src < self.cursor):
             raise ValueError("only pending rows can be moved")
         self.store.copy(src, dst)
-
-    def truncate_pending(self, cursor: int) -> None:
-        """Forget pending rows from `cursor` on (they will be overwritten or cut)."""
-        if not self.committed <= cursor <= self.cursor:
-            raise ValueError("cursor outside pending rows")
-        self.cursor = cursor
 
     # -- the commit (committer thread) --------------------------------------------------
     def commit(

@@ -1,10 +1,11 @@
 """The messages that cross the supervisor/worker process boundary, pickled on a pipe.
 
-Pixels never travel in them: a Task names shared-memory slots, and a Result only says
-what was written there. Everything here must stay small and picklable; they are
-NamedTuples because the supervisor unpickles one per file, and a tuple is smaller and
-quicker to load than a dataclass (a Result: 160 vs 297 bytes, 3.3 vs 4.5 us). Tasks go
-out as plain tuples (a bundle of 32 pickles in 3 us, not 25) and are rebuilt by the worker.
+Pixels never travel in them: a Task names the pending dataset rows a worker writes its
+pages into, and a Result only says what was written there. Everything here must stay
+small and picklable; they are NamedTuples because the supervisor unpickles one per
+file, and a tuple is smaller and quicker to load than a dataclass (a Result: 160 vs 297
+bytes, 3.3 vs 4.5 us). Tasks go out as plain tuples (a bundle of 32 pickles in 3 us, not
+25) and are rebuilt by the worker.
 """
 
 from __future__ import annotations
@@ -13,20 +14,18 @@ from typing import NamedTuple
 
 from ..decode import PageInfo
 
-READY = "ready"  # a worker's first message: it imported everything and mapped its slots
+READY = "ready"  # a worker's first message: it imported everything and mapped its heartbeat
 
 
 class Task(NamedTuple):
-    """Decode pages first_page.. of `path` into `slots` (one page per slot)."""
+    """Decode up to len(rows) pages of `path` from `first_page` into those rows."""
 
     task_id: int
     path: str
     root: str | None
     first_page: int
-    slots: tuple[int, ...]
-    # Dataset rows reserved for those pages, one per slot: the worker writes page i into
-    # the pending slot at offsets[i] (invisible until the supervisor commits). Empty:
-    # leave pages in the shared-memory slots.
+    # Dataset rows reserved for the pages, one each: the worker writes page i into the
+    # pending slot at offsets[i] (invisible until the supervisor commits).
     rows: tuple[int, ...]
     offsets: tuple[int, ...]
     version: tuple[int, int] | None  # (size, mtime_ns) the first chunk saw; None for chunk 0
@@ -36,7 +35,7 @@ class Task(NamedTuple):
 
 
 class Result(NamedTuple):
-    """Pages written into the task's first len(pages) slots; the file version read."""
+    """Pages written into the task's first len(pages) rows; the file version read."""
 
     task_id: int
     size: int
@@ -56,5 +55,14 @@ class Failure(NamedTuple):
     task_id: int
     size: int
     mtime_ns: int
+    reason: str
+    detail: str
+
+
+class Lost(NamedTuple):
+    """A task whose worker died or hung (supervisor side: the pool reports it, no worker
+    sends it); `reason` is decoder_crash or timeout."""
+
+    task: Task
     reason: str
     detail: str

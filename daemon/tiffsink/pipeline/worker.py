@@ -3,11 +3,11 @@
 Tasks come in bundles (several files per message, one answer per bundle). A worker
 decodes one task at a time into its own scratch rows, then writes each page into the
 pending slot of the dataset row the supervisor reserved for it (npy and uncompressed
-zarr: the row itself; compressed zarr: the row's encoded chunk); a task without rows
-(no dataset) leaves its pages in the shared-memory slots it names. Those rows are past
+zarr: the row itself; compressed zarr: the row's encoded chunk). Those rows are past
 the committed ones, so they stay invisible: only the supervisor fsyncs and commits them
 through the index, and a row a worker left torn (killed mid-write) is never committed.
-Answers carry metadata only (pixels never travel through the pipe). If a worker crashes
+Answers carry metadata only (pixels never travel through the pipe). Before each task the
+worker writes the task's id into its heartbeat in the shared-memory arena: if it crashes
 or hangs, the supervisor kills it, records the file it was on, and starts another.
 """
 
@@ -26,7 +26,7 @@ from multiprocessing.connection import Connection
 import numpy as np
 
 from ..config import ImageSpec, MetadataConfig
-from ..dataset.formats.sink import RowSink, SinkSpec
+from ..dataset.formats import RowSink, SinkSpec
 from ..decode import Decoder
 from ..decode.metadata import MetadataReader
 from ..decode.readfile import FileRead, read_pages
@@ -57,7 +57,7 @@ def write_rows(
     """Write a result's pages into their reserved pending slots; a write error becomes a
     Failure the supervisor treats as the dataset's (disk full pauses intake, other errors
     stop it)."""
-    if isinstance(out, Failure) or not task.rows:
+    if isinstance(out, Failure):
         return out
     try:
         for i in range(len(out.pages)):
@@ -114,8 +114,8 @@ def run_task(
 
 
 class Scratch:
-    """A worker's own rows to decode into when the task's rows go to the dataset: the
-    shared-memory slots are needed only when pages stay there for the supervisor."""
+    """A worker's own rows to decode into, before each page is written to its dataset row;
+    grown to the largest task (at most `slots_per_worker` / 2 pages)."""
 
     def __init__(self, spec: ImageSpec) -> None:
         self.spec = spec
@@ -129,10 +129,9 @@ class Scratch:
 
 def worker_main(
     conn: Connection,
-    arena: int | str,
-    n_slots: int,
+    arena: int,
     spec: ImageSpec,
-    sink_spec: SinkSpec | None,
+    sink_spec: SinkSpec,
     metadata: MetadataConfig | None = None,
     index: int = 0,
 ) -> None:
@@ -147,18 +146,15 @@ def worker_main(
     import cv2
 
     cv2.setNumThreads(1)  # one process per core already; OpenCV's threads only contend
-    # The supervisor passes its arena's descriptor (a path from older callers and tests).
-    fd = arena if isinstance(arena, int) else os.open(arena, os.O_RDWR)
+    # The supervisor passes its arena's descriptor (SharedFd), not its name.
     try:
-        mm = mmap.mmap(fd, os.fstat(fd).st_size)
+        mm = mmap.mmap(arena, os.fstat(arena).st_size)
     finally:
-        os.close(fd)
-    slots = np.frombuffer(mm, dtype=spec.dtype, count=n_slots * int(np.prod(spec.row_shape)))
-    slots = slots.reshape((n_slots, *spec.row_shape))
-    beat_at = beat_offset(n_slots, spec, index)
+        os.close(arena)
+    beat_at = beat_offset(index)
     decoder = Decoder(spec)
     meta = MetadataReader(metadata or MetadataConfig())
-    sink = sink_spec.open() if sink_spec is not None else None
+    sink = sink_spec.open()
     scratch = Scratch(spec)
     faults.at_worker_start()
     conn.send(READY)
@@ -174,14 +170,9 @@ def worker_main(
             for fields in bundle:
                 task = Task(*fields)
                 BEAT.pack_into(mm, beat_at, task.task_id)
-                if sink is not None and task.rows:
-                    pages = scratch.take(len(task.rows))
-                else:
-                    pages = [slots[i] for i in task.slots]
+                pages = scratch.take(len(task.rows))
                 out = run_task(decoder, task, pages, meta)
-                if sink is not None:
-                    out = write_rows(out, task, pages, sink)
-                outs.append(out)
+                outs.append(write_rows(out, task, pages, sink))
         except BaseException:
             print(traceback.format_exc(), file=sys.stderr)
             raise
