@@ -25,7 +25,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from tiffsink import open_dataset
 from tiffsink.config import ImageSpec, Storage
-from tiffsink.dataset.index import FailureRecord, RowRecord
+from tiffsink.dataset.records import FailureRecord, RowRecord
 from tiffsink.dataset.verify import verify
 from tiffsink.dataset.writer import DatasetWriter
 from tiffsink.testing import faults

@@ -13,9 +13,10 @@ import pytest
 from tiffsink.config import ImageSpec
 from tiffsink.dataset import DatasetWriter
 from tiffsink.decode import decode_file
+from tiffsink.decode.outcome import Outcome
 from tiffsink.errors import WorkerStartError
 from tiffsink.pipeline import starts
-from tiffsink.pipeline.messages import Failure, Result, Task
+from tiffsink.pipeline.messages import Task
 from tiffsink.pipeline.pool import BUNDLE, QUEUE_DEPTH, Lost, Pool
 from tiffsink.testing import faults
 
@@ -26,9 +27,9 @@ SPEC = ImageSpec(height=32, width=24, dtype="uint16")
 
 def collect(
     pool: Pool, want: int, timeout_s: float = 60
-) -> tuple[list[tuple[Task, Result | Failure]], list[Lost]]:
+) -> tuple[list[tuple[Task, Outcome]], list[Lost]]:
     """Poll until `want` tasks finished or were lost, or fail at the deadline."""
-    done: list[tuple[Task, Result | Failure]] = []
+    done: list[tuple[Task, Outcome]] = []
     lost: list[Lost] = []
     deadline = time.monotonic() + timeout_s
     while len(done) + len(lost) < want:
@@ -81,7 +82,7 @@ def test_result_lands_in_the_row_the_task_named(ds: Rows, src: Path) -> None:
     try:
         pool.submit(ds.task(1, src / "good.tif", 2))
         [(t, out)], lost = collect(pool, 1)
-        assert lost == [] and isinstance(out, Result) and t.task_id == 1
+        assert lost == [] and not out.failed and t.task_id == 1
         row = ds.pixels(2)
         [(_, want)] = decode_file(src / "good.tif", SPEC)
         assert np.array_equal(row, want)
@@ -135,7 +136,7 @@ def test_crash_is_reported_replaced_and_the_task_behind_it_resubmitted(
         done, lost = collect(pool, 2)
         assert [(lo.task.task_id, lo.reason) for lo in lost] == [(1, "decoder_crash")]
         assert "signal" in lost[0].detail
-        assert [(t.task_id, type(out)) for t, out in done] == [(2, Result)]
+        assert [(t.task_id, out.failed) for t, out in done] == [(2, False)]
         assert pool.handles[0].proc.pid != first_pid
     finally:
         pool.close()
@@ -155,7 +156,7 @@ def test_a_crash_inside_a_bundle_costs_only_the_task_it_was_on(
             pool.submit(ds.task(i + 1, src / name, i))
         done, lost = collect(pool, 5)
         assert [(lo.task.task_id, lo.reason) for lo in lost] == [(3, "decoder_crash")]
-        assert sorted(t.task_id for t, out in done if isinstance(out, Result)) == [1, 2, 4, 5]
+        assert sorted(t.task_id for t, out in done if not out.failed) == [1, 2, 4, 5]
     finally:
         pool.close()
 
@@ -256,7 +257,7 @@ def test_a_worker_that_fails_to_start_for_a_while_is_retried(
         assert "failed to start" in (pool.starts.problem() or "")
         flag.unlink()
         [(t, out)], lost = collect(pool, 1)
-        assert t.task_id == 1 and isinstance(out, Result) and lost == []
+        assert t.task_id == 1 and not out.failed and lost == []
         assert pool.starts.problem() is None
     finally:
         pool.close()
@@ -278,7 +279,7 @@ def test_replacement_workers_start_after_the_arena_file_is_removed(ds: Rows, src
             pool.poll(0.1)
         pool.submit(ds.task(2, src / "good.tif", 1))
         [(t, out)], lost = collect(pool, 1)
-        assert t.task_id == 2 and isinstance(out, Result) and lost == []
+        assert t.task_id == 2 and not out.failed and lost == []
         assert pool.starts.problem() is None
         row = ds.pixels(1)
         [(_, want)] = decode_file(src / "good.tif", SPEC)

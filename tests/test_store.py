@@ -28,8 +28,8 @@ from tiffsink import open_dataset
 from tiffsink.config import ImageSpec, Storage
 from tiffsink.dataset import index, lock
 from tiffsink.dataset.formats.npy import header as npyhead
-from tiffsink.dataset.index import FailureRecord, RowRecord
 from tiffsink.dataset.layout import IMAGES, INDEX, Layout
+from tiffsink.dataset.records import FailureRecord, RowRecord
 from tiffsink.dataset.verify import verify
 from tiffsink.dataset.writer import DatasetWriter
 from tiffsink.errors import DatasetError, DatasetLockedError, SpecMismatchError
@@ -250,7 +250,7 @@ KILLED = r"""
 import sys
 import numpy as np
 from tiffsink.config import ImageSpec, Storage
-from tiffsink.dataset.index import RowRecord
+from tiffsink.dataset.records import RowRecord
 from tiffsink.dataset.writer import DatasetWriter
 spec = ImageSpec(height=3, width=4, dtype="uint16")
 w = DatasetWriter(sys.argv[1], spec)

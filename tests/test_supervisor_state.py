@@ -13,8 +13,9 @@ from typing import TypeVar
 import pytest
 
 from tiffsink.batch import Candidate
-from tiffsink.dataset.index import CommittedPages
+from tiffsink.dataset.records import CommittedPages
 from tiffsink.decode import PageInfo
+from tiffsink.decode.outcome import Outcome
 from tiffsink.pipeline.bookkeeping import MAX_OPEN_BATCHES
 from tiffsink.pipeline.events import (
     Advance,
@@ -42,7 +43,7 @@ from tiffsink.pipeline.instructions import (
     SwapRows,
     WaitCommit,
 )
-from tiffsink.pipeline.messages import Failure, Lost, Result, Task
+from tiffsink.pipeline.messages import Lost, Task
 from tiffsink.pipeline.outcomes import MAX_CRASH_ATTEMPTS
 from tiffsink.pipeline.state import SupervisorState
 
@@ -78,11 +79,11 @@ def result(
     first = s.first_page + prefix if first is None else first
     infos = [PageInfo(first + i, 8, 8, "uint16", 1, "{}", f"d{first + i}") for i in range(pages)]
     total = pages if total is None else total
-    return task(s), Result(s.task_id, size, mtime, total, infos, "hash", 1.0, None, None, prefix)
+    return task(s), Outcome(s.task_id, size, mtime, total, infos, "hash", prefix=prefix)
 
 
 def failure(s: Send, reason: str = "corrupt", size: int = SIZE, mtime: int = MTIME) -> TaskDone:
-    return task(s), Failure(s.task_id, size, mtime, reason, f"{reason} detail")
+    return task(s), Outcome(s.task_id, size, mtime, reason=reason, detail=f"{reason} detail")
 
 
 def lost(s: Send, reason: str = "decoder_crash") -> Lost:

@@ -10,7 +10,7 @@ chunk is and how a shard becomes durable is the dataset format's: both go throug
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,8 +18,8 @@ from ..config import ImageSpec, MetadataConfig
 from ..dataset.formats import ShardWriter
 from ..decode import Decoder, PageInfo
 from ..decode.metadata import MetadataReader
-from ..decode.readfile import FileRead, read_pages
-from ..errors import DecodeError, TiffsinkError
+from ..decode.outcome import Outcome, decode_call
+from ..errors import TiffsinkError
 
 PAGES_PER_CALL = 8
 
@@ -33,24 +33,10 @@ class FileItem:
 
 
 @dataclass
-class FileOutcome:
-    """One file's fate: pages (their chunks are in the group's `chunks`) or a failure."""
-
-    path: str
-    size: int
-    mtime_ns: int
-    content_hash: str = ""
-    pages: list[PageInfo] = field(default_factory=list)
-    reason: str = ""  # set for a failure
-    detail: str = ""
-    warning: str = ""  # metadata that could not be read (the rows stand)
-
-
-@dataclass
 class GroupResult:
     """A group's outcomes, and the encoded chunk of every page, in file and page order."""
 
-    outcomes: list[FileOutcome]
+    outcomes: list[Outcome]  # keyed by the item's place in the group
     chunks: list[bytes]
 
 
@@ -65,42 +51,30 @@ class _GroupDecoder:
         per_call = 1 if spec.pages == "first" else PAGES_PER_CALL
         self.outs = [np.empty(spec.row_shape, spec.dtype) for _ in range(per_call)]
 
-    def file(self, item: FileItem) -> tuple[FileOutcome, list[bytes]]:
+    def file(self, key: int, item: FileItem) -> tuple[Outcome, list[bytes]]:
         """All pages the spec selects, read as the local workers read them (the same
-        `read_pages`), each encoded at once; every expected problem is a failed outcome."""
-        got = FileRead()
+        `decode_call`, a few pages per call), each encoded at once."""
         pages: list[PageInfo] = []
         chunks: list[bytes] = []
-        digest, warning = "", ""
-        try:
-            while True:
-                version = (got.size, got.mtime_ns) if pages else None
-                read_pages(self.dec, self.meta, item.path, item.root, len(pages), self.outs,
-                           version, got)  # fmt: skip
-                res = got.result
-                assert res is not None
-                digest = res.content_hash or digest
-                warning = warning or got.meta_warning or ""
-                pages += res.pages
-                chunks += [self.encode(self.outs[i]) for i in range(len(res.pages))]
-                if not res.pages or len(pages) >= res.pages_total:
-                    break
-            if not pages:
-                raise DecodeError(item.path, "corrupt", "page 0 yielded no image")
-        except DecodeError as e:
-            return self._failed(item, got, e.reason, e.detail)
-        except MemoryError as e:
-            return self._failed(item, got, "out_of_memory", str(e) or "MemoryError")
-        except Exception as e:  # a decoder bug costs one file, never the task
-            return self._failed(item, got, "decoder_error", f"{type(e).__name__}: {e}")
-        out = FileOutcome(item.path, got.size, got.mtime_ns, digest, pages, warning=warning)
-        return out, chunks
-
-    @staticmethod
-    def _failed(
-        item: FileItem, got: FileRead, reason: str, detail: str
-    ) -> tuple[FileOutcome, list[bytes]]:
-        return FileOutcome(item.path, got.size, got.mtime_ns, reason=reason, detail=detail), []
+        first: Outcome | None = None
+        warning: str | None = None
+        while True:
+            version = (first.size, first.mtime_ns) if first is not None else None
+            out = decode_call(
+                self.dec, self.meta, key, item.path, item.root, len(pages), self.outs, version
+            )
+            if out.failed:
+                return out, []
+            first = first or out
+            warning = warning or out.warning
+            pages += out.pages
+            chunks += [self.encode(self.outs[i]) for i in range(len(out.pages))]
+            if not out.pages or len(pages) >= out.pages_total:
+                break
+        assert first is not None  # the loop ran, and its first call did not fail
+        if not pages:
+            return first.failure("corrupt", "page 0 yielded no image"), []
+        return first._replace(pages=pages, warning=warning), chunks
 
 
 def decode_group(
@@ -110,14 +84,14 @@ def decode_group(
     outcomes, never raised."""
     dec = _GroupDecoder(spec, shards, metadata)
     result = GroupResult([], [])
-    for item in items:
-        outcome, chunks = dec.file(item)
+    for key, item in enumerate(items):
+        outcome, chunks = dec.file(key, item)
         result.outcomes.append(outcome)
         result.chunks += chunks
     return result
 
 
-def outcomes_of(result: GroupResult) -> list[FileOutcome]:
+def outcomes_of(result: GroupResult) -> list[Outcome]:
     """The small part of a group's result, for the client (chunks stay on the workers)."""
     return result.outcomes
 

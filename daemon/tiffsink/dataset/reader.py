@@ -18,9 +18,9 @@ import numpy as np
 from ..errors import DatasetError
 from . import index
 from .formats import RowReader, format_of
-from .index import FailureRecord, RowRecord
 from .layout import Layout
 from .meta import spec_from_meta, storage_from_meta
+from .records import FailureRecord, RowRecord
 from .rowmeta import RowMeta
 
 

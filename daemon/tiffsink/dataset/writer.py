@@ -35,10 +35,10 @@ from .closers import Closers
 from .formats import RowSink, as_page
 from .fsio import os_error_name
 from .identity import OpenedFiles
-from .index import FailureRecord, GrownRecord, RowRecord
 from .layout import Layout
 from .lookup import Lookup
 from .opening import open_store
+from .records import FailureRecord, GrownRecord, RowRecord
 
 log = structlog.get_logger("tiffsink")
 

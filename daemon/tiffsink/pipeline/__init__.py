@@ -6,7 +6,6 @@ the state machine that alone keeps the files in flight (events in, instructions 
 (metadata only), `arena` the workers' heartbeats, and `committer` the commit thread.
 """
 
-from .jobs import CommitInfo
 from .pipeline import Pipeline
 
-__all__ = ["CommitInfo", "Pipeline"]
+__all__ = ["Pipeline"]

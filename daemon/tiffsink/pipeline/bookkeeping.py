@@ -20,7 +20,6 @@ from ..dataset.lookup import Version
 from .events import TaskDone
 from .instructions import RowWriteFailed, Send
 from .jobs import Batch, Job, Row
-from .messages import Result
 from .rowmap import RowMap
 
 log = structlog.get_logger("tiffsink")
@@ -85,7 +84,7 @@ class Bookkeeping:
         first chunk that read another version than the feeder saw (it may be known)."""
         out: list[Version] = []
         for task, res in done:
-            if not isinstance(res, Result):
+            if res.failed:
                 continue
             entry = self.tasks.get(task.task_id)
             if entry is None or entry[0].batch.aborted or entry[0].version is not None:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..dataset import DatasetWriter
-from ..dataset.index import FailureRecord, GrownRecord, RowRecord
+from ..dataset.records import FailureRecord, GrownRecord, RowRecord
 from .events import CommitDone
 from .instructions import Commit, MoveRow, SwapRows
 

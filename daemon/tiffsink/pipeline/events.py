@@ -16,11 +16,12 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from ..batch import Candidate
-from ..dataset.index import CommittedPages
 from ..dataset.lookup import Version
-from .messages import Failure, Lost, Result, Task
+from ..dataset.records import CommittedPages
+from ..decode.outcome import Outcome
+from .messages import Lost, Task
 
-TaskDone = tuple[Task, Result | Failure]  # a worker's answer, as `Pool.poll` returns it
+TaskDone = tuple[Task, Outcome]  # a worker's answer, as `Pool.poll` returns it
 TaskLost = Lost  # a task whose worker crashed or hung (decoder_crash or timeout)
 
 

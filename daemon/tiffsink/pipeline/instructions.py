@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..batch import Candidate
-from ..dataset.index import FailureRecord, GrownRecord, RowRecord
-from .jobs import CommitInfo
+from ..dataset.records import FailureRecord, GrownRecord, RowRecord
+from ..feed.report import CommitInfo
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..batch import Candidate
-from ..dataset.index import CommittedPages, FailureRecord
+from ..dataset.records import CommittedPages, FailureRecord
 from ..decode import PageInfo
 
 
@@ -64,22 +64,3 @@ class Row:
     pos: int
     job: Job
     info: PageInfo
-
-
-@dataclass
-class CommitInfo:
-    """What one commit made durable; feeders act on sources only after this."""
-
-    batch_id: int
-    rows: int
-    ingested: list[tuple[Candidate, tuple[int, int], int]]  # candidate, version, pages
-    failed: list[tuple[Candidate, FailureRecord]]
-    skipped: int
-    commit_ms: float
-    batch_ms: float
-    first_row: int
-
-    @property
-    def files(self) -> int:
-        """Files this commit resolved, whatever their outcome."""
-        return len(self.ingested) + len(self.failed) + self.skipped

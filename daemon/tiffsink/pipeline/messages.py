@@ -1,9 +1,10 @@
 """The messages that cross the supervisor/worker process boundary, pickled on a pipe.
 
 Pixels never travel in them: a Task names the pending dataset rows a worker writes its
-pages into, and a Result only says what was written there. Everything here must stay
+pages into, and its answer, a `decode.outcome.Outcome` keyed by the task's id, only says
+what was written there. Everything here must stay
 small and picklable; they are NamedTuples because the supervisor unpickles one per
-file, and a tuple is smaller and quicker to load than a dataclass (a Result: 160 vs 297
+file, and a tuple is smaller and quicker to load than a dataclass (an answer: 160 vs 297
 bytes, 3.3 vs 4.5 us). Tasks go out as plain tuples (a bundle of 32 pickles in 3 us, not
 25) and are rebuilt by the worker.
 """
@@ -11,8 +12,6 @@ bytes, 3.3 vs 4.5 us). Tasks go out as plain tuples (a bundle of 32 pickles in 3
 from __future__ import annotations
 
 from typing import NamedTuple
-
-from ..decode import PageInfo
 
 READY = "ready"  # a worker's first message: it imported everything and mapped its heartbeat
 
@@ -32,31 +31,6 @@ class Task(NamedTuple):
     # Chunk 0 of a path with committed pages: their digests. If the file begins with
     # exactly those pages, the worker skips them and decodes from the first new page.
     prefix: tuple[str, ...] = ()
-
-
-class Result(NamedTuple):
-    """Pages written into the task's first len(pages) rows; the file version read."""
-
-    task_id: int
-    size: int
-    mtime_ns: int
-    pages_total: int
-    pages: list[PageInfo]
-    content_hash: str | None
-    decode_ms: float
-    meta_warning: str | None = None  # metadata that could not be read (the rows stand)
-    skipped: tuple[int, int] | None = None  # (overview, mask) pages that are not rows
-    prefix: int = 0  # leading pages equal to the committed ones, skipped (pages follow them)
-
-
-class Failure(NamedTuple):
-    """The file cannot become rows: `reason` is a short class, `detail` for people."""
-
-    task_id: int
-    size: int
-    mtime_ns: int
-    reason: str
-    detail: str
 
 
 class Lost(NamedTuple):

@@ -16,20 +16,20 @@ from __future__ import annotations
 
 from collections.abc import Set as AbstractSet
 
-from ..dataset.index import FailureRecord
 from ..dataset.lookup import Version
+from ..dataset.records import FailureRecord
+from ..decode.outcome import DATASET_REASONS, Outcome
 from ..logthrottle import throttle
 from .bookkeeping import Bookkeeping
 from .instructions import RowWriteFailed, Send
 from .jobs import Job
-from .messages import Failure, Lost, Result
+from .messages import Lost
 
 MAX_CRASH_ATTEMPTS = 2  # a crash may be the machine's fault (OOM killer): try once more
-DATASET_REASONS = ("dataset_full", "dataset_io_error")  # a worker's row write failed
 
 
 def finish(
-    st: Bookkeeping, job: Job, send: Send, out: Result | Failure, known: AbstractSet[Version]
+    st: Bookkeeping, job: Job, send: Send, out: Outcome, known: AbstractSet[Version]
 ) -> None:
     """A task's answer; `known`: versions the index holds, of those the shell was asked to
     look up (`versions_to_check`)."""
@@ -37,7 +37,7 @@ def finish(
     if job.batch.aborted:
         rows.release(send.rows)
         return
-    if isinstance(out, Failure):
+    if out.failed:
         rows.release(send.rows)
         if out.reason in DATASET_REASONS:
             if st.row_error is None:
@@ -62,8 +62,8 @@ def finish(
         job.version, job.pages_total = version, out.pages_total
         job.content_hash = out.content_hash or ""
         job.grown_from = job.next_page = out.prefix
-    if out.meta_warning and send.first_page == 0:
-        path, why = job.cand.path, out.meta_warning
+    if out.warning and send.first_page == 0:
+        path, why = job.cand.path, out.warning
         throttle.warning("file.metadata_unreadable", path=path, detail=why)
     if st.debug:
         overview, mask = out.skipped or (0, 0)

@@ -26,7 +26,9 @@ import structlog
 from ..batch import Candidate
 from ..config import Config
 from ..dataset import DatasetWriter
+from ..decode.outcome import Outcome
 from ..errors import DatasetFullError, DatasetIOError
+from ..feed.report import CommitInfo
 from .committer import Committer
 from .events import Advance, Answers, CommitFailed, DiskFull, Drained, Event, Stop, Submit
 from .instructions import (
@@ -41,8 +43,7 @@ from .instructions import (
     Send,
     WaitCommit,
 )
-from .jobs import CommitInfo
-from .messages import Failure, Lost, Result, Task
+from .messages import Lost, Task
 from .pool import Pool
 from .space import SpaceGuard
 from .state import SupervisorState
@@ -127,7 +128,7 @@ class Pipeline:
         self._feed(Advance(self.pool.capacity))
         self.pool.flush()
 
-    def _answers(self, done: list[tuple[Task, Result | Failure]], lost: list[Lost]) -> None:
+    def _answers(self, done: list[tuple[Task, Outcome]], lost: list[Lost]) -> None:
         """Hand a poll's answers in, with the lookups they need: the versions first read
         unlike the feeder saw them, and the files of lost tasks no chunk had read."""
         if not done and not lost:

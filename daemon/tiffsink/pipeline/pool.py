@@ -29,8 +29,9 @@ import structlog
 
 from ..config import ImageSpec, MetadataConfig
 from ..dataset.formats.sink import SinkSpec
+from ..decode.outcome import Outcome
 from .arena import Arena, SharedFd
-from .messages import READY, Failure, Lost, Result, Task
+from .messages import READY, Lost, Task
 from .starts import StartRetry
 from .worker import worker_main
 
@@ -211,11 +212,11 @@ class Pool:
         self.starts.failed(h.index, detail)
         return queued
 
-    def poll(self, timeout_s: float) -> tuple[list[tuple[Task, Result | Failure]], list[Lost]]:
+    def poll(self, timeout_s: float) -> tuple[list[tuple[Task, Outcome]], list[Lost]]:
         """Wait up to `timeout_s` for results; returns (finished, lost) and resubmits the
         innocent tasks that sat behind a lost one."""
         self.flush()
-        done: list[tuple[Task, Result | Failure]] = []
+        done: list[tuple[Task, Outcome]] = []
         lost: list[Lost] = []
         now = time.monotonic()
         busy = [h for h in self.handles if h.queue]

@@ -6,27 +6,22 @@ records and never reads a Job the main thread may still change.
 
 from __future__ import annotations
 
-from ..dataset.index import GrownRecord, RowRecord
+from ..dataset.records import GrownRecord, RowRecord
+from ..feed.report import CommitInfo
 from .instructions import Commit, MoveRow, SwapRows
-from .jobs import Batch, CommitInfo, Row
+from .jobs import Batch, Row
 
 
 def row_records(rows: list[Row], at: float) -> list[RowRecord]:
     """The index rows of a batch: one per gathered row, in row order."""
     return [
-        RowRecord(
+        RowRecord.of_page(
             row.pos,
             row.job.cand.path,
-            row.info.page,
-            *(row.job.version or (-1, -1)),
+            row.job.version or (-1, -1),
             row.job.content_hash,
-            row.info.height,
-            row.info.width,
-            row.info.dtype,
-            row.info.channels,
+            row.info,
             at,
-            row.info.meta,
-            row.info.digest,
         )
         for row in rows
     ]
@@ -54,16 +49,16 @@ def commit_info(
     """What the feeders learn of a committed batch."""
     jobs = batch.jobs
     return CommitInfo(
-        batch.id,
-        rows,
-        [
+        batch_id=batch.id,
+        rows=rows,
+        ingested=[
             (j.cand, j.version, j.pages_total)
             for j in jobs
             if j.version is not None and j.failure is None and not j.skipped
         ],
-        [(j.cand, j.failure) for j in jobs if j.failure is not None],
-        sum(1 for j in jobs if j.skipped),
-        commit_ms,
-        batch_ms,
-        first_row,
+        failed=[(j.cand, j.failure) for j in jobs if j.failure is not None],
+        skipped=sum(1 for j in jobs if j.skipped),
+        commit_ms=commit_ms,
+        batch_ms=batch_ms,
+        first_row=first_row,
     )

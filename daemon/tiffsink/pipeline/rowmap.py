@@ -15,6 +15,8 @@ come back as instructions for the committer, which performs them on the dataset.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..decode import PageInfo
 from .instructions import MoveRow, SwapRows
 from .jobs import Batch, Job, Row
@@ -38,7 +40,7 @@ class RowMap:
             self.reserved[r] = task_id
         return rows
 
-    def end_task(self, rows: tuple[int, ...], job: Job, pages: list[PageInfo]) -> None:
+    def end_task(self, rows: tuple[int, ...], job: Job, pages: Sequence[PageInfo]) -> None:
         """A task's answer: its first len(pages) rows hold those pages, the rest are holes."""
         for r in rows:
             del self.reserved[r]

@@ -14,12 +14,10 @@ or hangs, the supervisor kills it, records the file it was on, and starts anothe
 from __future__ import annotations
 
 import ctypes
-import errno
 import mmap
 import os
 import signal
 import sys
-import time
 import traceback
 from multiprocessing.connection import Connection
 
@@ -29,11 +27,10 @@ from ..config import ImageSpec, MetadataConfig
 from ..dataset.formats import RowSink, SinkSpec
 from ..decode import Decoder
 from ..decode.metadata import MetadataReader
-from ..decode.readfile import FileRead, read_pages
-from ..errors import DecodeError
+from ..decode.outcome import Outcome, decode_call, write_reason
 from ..testing import faults
 from .arena import BEAT, beat_offset
-from .messages import READY, Failure, Result, Task
+from .messages import READY, Task
 
 
 def _tune_malloc() -> None:
@@ -51,13 +48,10 @@ def _tune_malloc() -> None:
     libc.mallopt(m_trim_threshold, 1 << 30)
 
 
-def write_rows(
-    out: Result | Failure, task: Task, pages: list[np.ndarray], sink: RowSink
-) -> Result | Failure:
-    """Write a result's pages into their reserved pending slots; a write error becomes a
-    Failure the supervisor treats as the dataset's (disk full pauses intake, other errors
-    stop it)."""
-    if isinstance(out, Failure):
+def write_rows(out: Outcome, task: Task, pages: list[np.ndarray], sink: RowSink) -> Outcome:
+    """Write an outcome's pages into their reserved pending slots; a write error becomes a
+    failure of the dataset's (disk full pauses intake, other errors stop it)."""
+    if out.failed:
         return out
     try:
         for i in range(len(out.pages)):
@@ -65,52 +59,16 @@ def write_rows(
             faults.before_row_write(task.path, sink.write, task.offsets[i], len(payload))
             sink.write(task.offsets[i], payload)
     except OSError as e:
-        reason = "dataset_full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "dataset_io_error"
-        return Failure(task.task_id, out.size, out.mtime_ns, reason, f"writing row: {e}")
+        return out.failure(write_reason(e), f"writing row: {e}")
     return out
 
 
-def run_task(
-    decoder: Decoder, task: Task, outs: list[np.ndarray], meta: MetadataReader
-) -> Result | Failure:
-    """Decode one task; every expected problem becomes a Failure naming the reason."""
-    t0 = time.perf_counter()
-    got = FileRead()
-    try:
-        read_pages(
-            decoder,
-            meta,
-            task.path,
-            task.root,
-            task.first_page,
-            outs,
-            task.version,
-            got,
-            task.prefix,
-        )
-    except DecodeError as e:
-        return Failure(task.task_id, got.size, got.mtime_ns, e.reason, e.detail)
-    except MemoryError as e:
-        reason, detail = "out_of_memory", str(e) or "MemoryError"
-        return Failure(task.task_id, got.size, got.mtime_ns, reason, detail)
-    except Exception as e:  # a decoder bug must cost one file, never the worker
-        detail = f"{type(e).__name__}: {e}"
-        return Failure(task.task_id, got.size, got.mtime_ns, "decoder_error", detail)
-    res = got.result
-    assert res is not None
-    ms = (time.perf_counter() - t0) * 1000
-    return Result(
-        task.task_id,
-        got.size,
-        got.mtime_ns,
-        res.pages_total,
-        res.pages,
-        res.content_hash,
-        ms,
-        got.meta_warning,
-        (res.overview, res.mask) if res.overview or res.mask else None,
-        got.prefix,
-    )
+def run_task(decoder: Decoder, task: Task, outs: list[np.ndarray], meta: MetadataReader) -> Outcome:
+    """Decode one task, as a Dask task decodes its files (`decode_call`)."""
+    return decode_call(
+        decoder, meta, task.task_id, task.path, task.root, task.first_page, outs,
+        task.version, task.prefix,
+    )  # fmt: skip
 
 
 class Scratch:
@@ -165,7 +123,7 @@ def worker_main(
             return
         if bundle is None:
             return
-        outs: list[Result | Failure] = []
+        outs: list[Outcome] = []
         try:
             for fields in bundle:
                 task = Task(*fields)

@@ -29,9 +29,10 @@ from ..dataset.meta import set_label
 from ..errors import DatasetIOError, DatasetLostError, RestartableError
 from ..feed.events import EventQueue
 from ..feed.names import NameFilter
+from ..feed.report import CommitInfo
 from ..feed.scan import Scanner
 from ..feed.watch import Watcher
-from ..pipeline import CommitInfo, Pipeline
+from ..pipeline import Pipeline
 from ..pipeline.arena import sweep_stale_arenas
 from ..signals import WITH_HANGUP, StopSignals
 from .disposal import Disposal

@@ -1,6 +1,6 @@
 """How a backfill reports: a running summary, and a progress bar or periodic log lines.
 
-Shared by both engines (`service/ingest.py` locally, `cluster/ingest.py` on Dask).
+The ingest front end (`ingest.py`) keeps them, whichever engine runs the backfill.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from .pipeline import CommitInfo
+from ..feed.report import CommitInfo
 
 log = structlog.get_logger("tiffsink")
 
