@@ -133,7 +133,8 @@ def test_zarr_python_and_ome_zarr_open_the_copy_without_tiffsink(
     tmp_path: Path, bucket: str
 ) -> None:
     """The remote copy is an OME-Zarr 0.5 image: zarr-python reads its array through
-    obstore, and ome-zarr (napari's reader) finds its multiscales, from the URL alone."""
+    obstore, dask computes on it, and ome-zarr (napari's reader) finds its multiscales,
+    from the URL alone."""
     g = Growing(tmp_path / "ds", STORAGES["zarr-zstd"])
     g.add(9)
     url = f"{bucket}/img"
@@ -149,6 +150,9 @@ s3 = S3Store("{bucket[5:]}", prefix="img/images.zarr", endpoint="{os.environ["AW
 store = ObjectStore(s3, read_only=True)
 a = zarr.open_array(store, path="0", mode="r")
 assert "tiffsink" not in sys.modules
+import dask.array as da
+x = da.from_zarr(a, chunks=(4, 8, 6))
+assert int(x.sum().compute()) == int(np.asarray(a[:]).sum())
 node = list(Reader(parse_url("{url}/images.zarr"))())[0]
 print(a.shape, int(a[8].max()), node.specs[0].__class__.__name__, node.data[0].shape)
 """
@@ -339,6 +343,31 @@ def test_snapshot_epochs_stay_identical_while_rows_arrive(tmp_path: Path, bucket
         assert not np.array_equal(everything, other)
         assert sorted(other[:, 0, 0].tolist()) == sorted(everything[:, 0, 0].tolist())
     g.close()
+
+
+def test_a_collection_reads_two_published_datasets_as_one(tmp_path: Path, bucket: str) -> None:
+    """Two instruments' copies under one prefix read as one training set: rows part by
+    part, each row's `dataset` key naming its part, `rows(dataset=...)` selecting one."""
+    import tiffsink
+
+    a = Growing(tmp_path / "a", STORAGES["zarr"])
+    b = Growing(tmp_path / "b", STORAGES["npy"])
+    a.add(5)
+    b.add(3)
+    assert publish(a.directory, f"{bucket}/lab/scope-a").returncode == 0
+    assert publish(b.directory, f"{bucket}/lab/scope-b").returncode == 0
+    with tiffsink.open_collection(f"{bucket}/lab") as c:
+        assert len(c) == 8 and c.names == [f"{bucket}/lab/scope-a", f"{bucket}/lab/scope-b"]
+        assert c.rows(dataset=f"{bucket}/lab/scope-b").tolist() == [5, 6, 7]
+        assert c.rows(well="W0").tolist() == [0, 3, 5]  # a's rows 0, 3; b's row 0
+        assert c.meta(6)["dataset"] == f"{bucket}/lab/scope-b" and c.meta(6)["t"] == 1
+        got = c.take([6, 1])
+        assert got[0, 0, 0] == value(1) and got[1, 0, 0] == value(1)
+        assert sum(len(x) for x in c.snapshot().batches(3)) == 8
+    with tiffsink.open_collection([a.directory, f"{bucket}/lab/scope-b"]) as mixed:
+        assert len(mixed) == 8
+    a.close()
+    b.close()
 
 
 def test_publishing_to_a_file_url_works_like_s3(tmp_path: Path) -> None:

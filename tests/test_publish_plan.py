@@ -97,3 +97,27 @@ def test_the_same_dataset_on_the_same_host_takes_over_a_dead_holders_lease(tmp_p
     clock = Clock()
     lease(tmp_path, clock).acquire()
     lease(tmp_path, clock).acquire()  # a new token, the same host and dataset
+
+
+def test_a_publish_lag_past_the_bound_fails_health_but_not_the_watchdog(tmp_path: Path) -> None:
+    """Unpublished rows older than max_lag_s make /healthz unhealthy, naming the lag and
+    the last error; systemd's watchdog is still fed (the daemon ingests on)."""
+    from tiffsink.config import PublishConfig
+    from tiffsink.publish import PublishState
+    from tiffsink.service.health import Health
+    from tiffsink.service.publishing import PublishThread
+
+    pt = PublishThread(PublishConfig(target="s3://b/p", max_lag_s=600), tmp_path)
+    health = Health()
+    health.attach_publisher(pt)
+    pt.stopping.set()  # never started: only its state is under test
+    pt.follower.state = PublishState("s3://b/p", remote_rows=10, local_rows=25, lag_s=601)
+    pt.follower.state.last_error = "GenericError: tcp connect error"
+    assert health.problem() == (
+        "publishing lags 601 s (15 rows) behind, past [publish] max_lag_s = 600; "
+        "last error: GenericError: tcp connect error"
+    )
+    assert health.progressing()
+    assert b"tiffsink_publish_lag_rows 15.0" in health.metrics.render()
+    pt.follower.state.lag_s = 5
+    assert health.problem() is None
