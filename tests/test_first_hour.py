@@ -21,8 +21,8 @@ from tiffsink.cli.simulate import simulate
 from tiffsink.cli.text import printable
 from tiffsink.config import ImageSpec
 from tiffsink.dataset import index, lock
-from tiffsink.dataset.index import FailureRecord, RowRecord
 from tiffsink.dataset.layout import Layout
+from tiffsink.dataset.records import FailureRecord, RowRecord
 from tiffsink.dataset.writer import DatasetWriter
 from tiffsink.errors import FAILURE_REASONS
 

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from tiffsink import open_dataset
 from tiffsink.config import ImageSpec
-from tiffsink.dataset.index import FailureRecord, RowRecord
+from tiffsink.dataset.records import FailureRecord, RowRecord
 from tiffsink.decode import decode_file
 from tiffsink.errors import DecodeError, TiffsinkError
 

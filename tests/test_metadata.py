@@ -16,8 +16,8 @@ import tifffile
 
 from tiffsink import open_dataset
 from tiffsink.config import ImageSpec
-from tiffsink.dataset.index import RowRecord
 from tiffsink.dataset.meta import set_label
+from tiffsink.dataset.records import RowRecord
 from tiffsink.dataset.writer import DatasetWriter
 
 from conftest import run_cli, small_sections, write_config

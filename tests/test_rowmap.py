@@ -12,7 +12,8 @@ from tiffsink.batch import Candidate
 from tiffsink.config import ImageSpec
 from tiffsink.dataset import DatasetWriter
 from tiffsink.decode import PageInfo
-from tiffsink.pipeline.jobs import Batch, Job
+from tiffsink.pipeline.committer import apply_moves
+from tiffsink.pipeline.jobs import Batch, Job, Row
 from tiffsink.pipeline.rowmap import RowMap
 
 SPEC = ImageSpec(height=3, width=4, dtype="uint16")
@@ -24,7 +25,7 @@ class Rows:
 
     def __init__(self, tmp: Path) -> None:
         self.w = DatasetWriter(tmp, SPEC)
-        self.map = RowMap(self.w)
+        self.map = RowMap(self.w.committed)
         self.tasks = 0
 
     def job(self, batch: Batch, name: str) -> Job:
@@ -34,12 +35,23 @@ class Rows:
 
     def reserve(self) -> tuple[int, ...]:
         self.tasks += 1
-        return self.map.reserve(self.tasks, 1)
+        rows = self.map.reserve(self.tasks, 1)
+        self.w.reserve(rows[-1] + 1)
+        return rows
 
     def write(self, job: Job, rows: tuple[int, ...], value: int) -> None:
         """What a worker does, then its answer arriving."""
         self.w.store.rows.write(rows[0], np.full(SPEC.row_shape, value, np.uint16).tobytes())
         self.map.end_task(rows, job, [INFO])
+
+    def gather(self, batch: Batch) -> list[Row] | None:
+        """The state machine's gather, its moves done on disk as the committer does them."""
+        got = self.map.gather(batch)
+        if got is None:
+            return None
+        rows, moves = got
+        apply_moves(self.w, moves)
+        return rows
 
     def value(self, row: int) -> int:
         data = np.frombuffer(_read(self.w, row), np.uint16)
@@ -61,7 +73,7 @@ def test_a_batch_in_one_run_moves_nothing(r: Rows) -> None:
     a = Batch(1)
     for i in range(3):
         r.write(r.job(a, f"a{i}"), r.reserve(), 10 + i)
-    rows = r.map.gather(a)
+    rows = r.gather(a)
     assert rows is not None and [x.pos for x in rows] == [0, 1, 2]
     assert [r.value(i) for i in range(3)] == [10, 11, 12]
 
@@ -74,7 +86,7 @@ def test_a_hole_is_filled_by_the_batchs_last_row(r: Rows) -> None:
     r.map.release(r.reserve())  # the worker failed on it: a hole at row 1
     failed.finish()
     r.write(r.job(a, "a2"), r.reserve(), 12)
-    rows = r.map.gather(a)
+    rows = r.gather(a)
     assert rows is not None and [x.pos for x in rows] == [0, 1]
     assert [x.job.cand.path for x in rows] == ["/in/a0.tif", "/in/a2.tif"]
     assert [r.value(i) for i in range(2)] == [10, 12]
@@ -88,7 +100,7 @@ def test_a_later_batchs_row_in_the_way_is_swapped_out(r: Rows) -> None:
     bj = r.job(b, "b0")
     r.write(bj, r.reserve(), 20)
     r.write(r.job(a, "a1"), r.reserve(), 11)
-    rows = r.map.gather(a)
+    rows = r.gather(a)
     assert rows is not None and [x.pos for x in rows] == [0, 1]
     assert [r.value(i) for i in range(3)] == [10, 11, 20]
     assert [x.pos for x in bj.rows] == [2] and r.map.written[2] is bj.rows[0]
@@ -101,9 +113,9 @@ def test_a_row_still_being_written_blocks_the_gather(r: Rows) -> None:
     bj = r.job(b, "b0")
     in_flight = r.reserve()
     r.write(r.job(a, "a1"), r.reserve(), 11)
-    assert r.map.gather(a) is None
+    assert r.gather(a) is None
     r.write(bj, in_flight, 20)
-    rows = r.map.gather(a)
+    rows = r.gather(a)
     assert rows is not None and [r.value(i) for i in range(3)] == [10, 11, 20]
 
 
@@ -114,4 +126,4 @@ def test_a_failed_files_pages_become_holes(r: Rows) -> None:
     r.write(j, r.reserve(), 30)
     r.map.take_back(j)
     assert j.rows == [] and r.map.written == {}
-    assert r.map.gather(a) == []
+    assert r.gather(a) == []

@@ -13,11 +13,11 @@ from tiffsink.config import parse_config
 from tiffsink.dataset.layout import Layout
 from tiffsink.errors import DatasetError
 from tiffsink.feed.events import EventQueue, EventsLost, FileEvent, Kind
-from tiffsink.pipeline import CommitInfo
+from tiffsink.feed.report import CommitInfo
 from tiffsink.pipeline.space import FULL_RECHECK_S, SpaceGuard
 from tiffsink.service.intake import Intake
 from tiffsink.service.progress import Summary
-from tiffsink.service.signals import StopSignals
+from tiffsink.signals import StopSignals
 from tiffsink.testing import faults
 
 
@@ -219,7 +219,16 @@ def test_intake_routes_folders_losses_and_known_files(tmp_path: Path) -> None:
 
 
 def _commit(rows: int) -> CommitInfo:
-    return CommitInfo(1, rows, [], [], 0, 1.0, 1.0, 0)
+    return CommitInfo(
+        batch_id=1,
+        rows=rows,
+        ingested=[],
+        failed=[],
+        skipped=0,
+        commit_ms=1.0,
+        batch_ms=1.0,
+        first_row=0,
+    )
 
 
 def test_steady_rate_leaves_out_everything_before_the_first_commit() -> None:

@@ -16,7 +16,7 @@ import zarr
 
 from tiffsink import open_dataset
 from tiffsink.config import ImageSpec, Storage
-from tiffsink.dataset.formats import codec, shard
+from tiffsink.dataset.formats.zarrcommon import codec, shard
 from tiffsink.dataset.verify import verify
 from tiffsink.dataset.writer import DatasetWriter
 from tiffsink.errors import DatasetError

@@ -12,11 +12,8 @@ def __getattr__(name: str) -> str:
     which every worker process would pay at spawn."""
     if name != "__version__":
         raise AttributeError(f"module 'tiffsink' has no attribute {name!r}")
-    from importlib.metadata import PackageNotFoundError, version
+    from .version import version
 
-    try:
-        found = version("tiffsink")
-    except PackageNotFoundError:  # running from a source tree without an install
-        found = "0.0.0+src"
+    found = version()
     globals()["__version__"] = found
     return found

@@ -64,21 +64,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from ..service import logs
     from ..service.ingest import ingest
+    from ..signals import EX_INTERRUPTED
 
     cfg = _config(args)
     logs.setup(cfg.log, sys.stderr)
     logs.config_warnings(cfg)
     sources = [Path(s) for s in args.sources]
     scheduler = cfg.cluster.scheduler if args.scheduler is None else args.scheduler
-    if scheduler:
-        from ..cluster.ingest import cluster_ingest
-
-        summary = cluster_ingest(cfg, sources, scheduler, progress=None)
-    else:
-        summary = ingest(cfg, sources, progress=None)
+    summary = ingest(cfg, sources, progress=None, scheduler=scheduler or None)
     print("\n".join(summary.lines()))
     if summary.interrupted:
-        return 130
+        return EX_INTERRUPTED
     return 0 if summary.complete else 1
 
 

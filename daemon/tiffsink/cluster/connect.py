@@ -18,9 +18,9 @@ from typing import Any
 
 import structlog
 
-from .. import __version__
 from ..config import Config
 from ..errors import ClusterError
+from ..version import version
 
 log = structlog.get_logger("tiffsink")
 
@@ -58,12 +58,12 @@ def check_workers(client: Any, dataset_tmp: Path) -> int:
         raise ClusterError(None, "the scheduler has no workers")
     info = client.scheduler_info().get("workers", {})
     label = {w: f"worker {info.get(w, {}).get('name', '?')} ({w})" for w in found}
-    wrong = {w: r["version"] for w, r in found.items() if r["version"] != __version__}
+    wrong = {w: r["version"] for w, r in found.items() if r["version"] != version()}
     if wrong:
         names = ", ".join(f"{label[w]} has {v}" for w, v in sorted(wrong.items()))
         raise ClusterError(
             None,
-            f"every worker needs tiffsink {__version__}, as the client: {names}; install "
+            f"every worker needs tiffsink {version()}, as the client: {names}; install "
             "the same version into the workers' environment",
         )
     unwritable = {w: r for w, r in found.items() if r["write_error"]}

@@ -1,4 +1,5 @@
-"""`tiffsink ingest --scheduler ...`: the backfill on a Dask cluster, into a zarr dataset.
+"""`tiffsink ingest --scheduler ...`: the engine that backfills on a Dask cluster, into a
+zarr dataset (`service/ingest.py` is the front end of both engines).
 
 The client lists files lazily (as the local backfill does), submits groups of about a
 shard's worth of files as decode tasks, in waves as capacity frees, and gets back only
@@ -13,11 +14,9 @@ killed client leaves at most shards past the committed rows, which the next run 
 from __future__ import annotations
 
 import itertools
-import sys
 import time
 from collections import deque
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import structlog
@@ -25,14 +24,12 @@ import structlog
 from ..batch import Candidate
 from ..config import Config
 from ..dataset import DatasetWriter
-from ..dataset.layout import ARRAY
-from ..dataset.meta import set_label
+from ..dataset.formats import format_of
+from ..decode.outcome import Outcome
 from ..errors import ClusterError
-from ..feed.backfill import Backfill
+from ..feed.report import CommitInfo
 from ..logthrottle import throttle
-from ..pipeline import CommitInfo
-from ..service.progress import Progress, Summary
-from ..service.signals import StopSignals
+from ..signals import StopSignals
 from . import tasks
 from .connect import check_workers, connect
 from .plan import ShardJob, ShardPlanner
@@ -40,7 +37,6 @@ from .snapshot import SNAPSHOT_EVERY_S, publish_snapshot
 
 log = structlog.get_logger("tiffsink")
 
-EX_INTERRUPTED = 130
 WAIT_S = 0.5  # how long to wait for a task before looking at Ctrl-C again
 GROUPS_PER_WORKER = 2  # decode tasks in flight per worker: one running, one queued
 # A decode task covers a quarter shard of files: big enough that scheduling costs
@@ -48,38 +44,37 @@ GROUPS_PER_WORKER = 2  # decode tasks in flight per worker: one running, one que
 GROUPS_PER_SHARD = 4
 
 
-def cluster_ingest(
-    config: Config, sources: list[Path], scheduler: str, progress: bool | None = None
-) -> Summary:
-    """Backfill `sources` on the cluster at `scheduler` ("local" or an address)."""
-    storage = config.dataset.storage
-    if storage.format != "zarr":
-        raise ClusterError(
-            config.dataset.directory,
-            'a cluster backfill writes a zarr dataset: set [dataset] format = "zarr" (an '
-            "npy file cannot take whole-shard writes from many hosts); convert an existing "
-            "one with `tiffsink export`",
-        )
-    feed = Backfill(config, sources)
-    summary = Summary(files_total=feed.require_files())
-    writer = DatasetWriter(config.dataset.directory, config.image, storage)
-    set_label(writer.conn, config.metadata.label)
-    bar = Progress(summary, sys.stderr.isatty() if progress is None else progress)
-    stop = StopSignals(EX_INTERRUPTED, "tiffsink: second signal, stopping at once")
-    t0 = time.monotonic()
-    try:
-        with stop, connect(config, scheduler) as client:
+class ClusterEngine:
+    """Runs a backfill on the Dask cluster at `scheduler` ("local" or an address)."""
+
+    def __init__(self, config: Config, scheduler: str) -> None:
+        self.config, self.scheduler = config, scheduler
+
+    def check(self) -> None:
+        """Only a format that takes whole shards can be written from many hosts."""
+        if not format_of(self.config.dataset.storage).whole_shards:
+            raise ClusterError(
+                self.config.dataset.directory,
+                'a cluster backfill writes a zarr dataset: set [dataset] format = "zarr" (an '
+                "npy file cannot take whole-shard writes from many hosts); convert an existing "
+                "one with `tiffsink export`",
+            )
+
+    def run(
+        self,
+        writer: DatasetWriter,
+        cands: Callable[[Callable[[], None]], Iterator[Candidate]],
+        on_commit: Callable[[CommitInfo], None],
+        on_skip: Callable[[], None],
+        stop: StopSignals,
+    ) -> None:
+        """Ingest every candidate `cands(on_skip)` lists, until done or stopped."""
+        with connect(self.config, self.scheduler) as client:
             n = check_workers(client, writer.layout.tmp)
-            log.info("cluster.ready", scheduler=scheduler, workers=n, rows=writer.committed)
-            run = _Run(client, config, writer, summary, bar, stop, n)
-            run.drive(feed.candidates(writer.lookup.known, run.on_skip))
+            log.info("cluster.ready", scheduler=self.scheduler, workers=n, rows=writer.committed)
+            run = _Run(client, self.config, writer, on_commit, on_skip, stop, n)
+            run.drive(cands(on_skip))
             publish_snapshot(writer)  # once at the end, for readers on other hosts
-    finally:
-        writer.close()
-        bar.close()
-    summary.seconds = time.monotonic() - t0
-    summary.interrupted = stop.requested
-    return summary
 
 
 class _Run:
@@ -90,26 +85,22 @@ class _Run:
         client: Any,
         config: Config,
         writer: DatasetWriter,
-        summary: Summary,
-        bar: Progress,
+        on_commit: Callable[[CommitInfo], None],
+        on_skip: Callable[[], None],
         stop: StopSignals,
         workers: int,
     ) -> None:
         self.client, self.config, self.writer = client, config, writer
-        self.summary, self.bar, self.stop = summary, bar, stop
+        self.on_commit, self.on_skip, self.stop = on_commit, on_skip, stop
         self.storage = config.dataset.storage
         self.group_files = max(1, self.storage.shard_rows // GROUPS_PER_SHARD)
         self.max_groups = GROUPS_PER_WORKER * workers
         self.planner = ShardPlanner(writer.committed, self.storage.shard_rows)
-        self.decoding: dict[Any, dict[str, Candidate]] = {}  # group future -> its files
+        self.decoding: dict[Any, list[Candidate]] = {}  # group future -> its files
         self.writing: deque[ShardJob] = deque()  # submitted shard jobs, in row order
-        self.ndim = 1 + len(writer.spec.row_shape)
+        self.shards = writer.store.shard_writer()  # the format's whole-shard path
         self.snapshot_at = time.monotonic()
         self._ids = 0
-
-    def on_skip(self) -> None:
-        self.summary.skip()
-        self.bar.update(1)
 
     def drive(self, cands: Iterator[Candidate]) -> None:
         from distributed import wait
@@ -126,7 +117,7 @@ class _Run:
                 and len(self.decoding) < self.max_groups
                 and len(self.writing) < self.max_groups
             ):
-                group = {c.path: c for c in itertools.islice(feed, self.group_files)}
+                group = list({c.path: c for c in itertools.islice(feed, self.group_files)}.values())
                 if not group:
                     feed = None
                     break
@@ -145,13 +136,13 @@ class _Run:
                 self._decoded(fut)
             self._commit_done()
 
-    def _submit_group(self, group: dict[str, Candidate]) -> None:
-        items = [tasks.FileItem(c.path, c.root or "/") for c in group.values()]
+    def _submit_group(self, group: list[Candidate]) -> None:
+        items = [tasks.FileItem(c.path, c.root or "/") for c in group]
         fut = self.client.submit(
             tasks.decode_group,
             items,
             self.writer.spec,
-            self.storage,
+            self.shards,
             self.config.metadata,
             pure=False,
         )
@@ -160,34 +151,28 @@ class _Run:
     def _decoded(self, fut: Any) -> None:
         """A group's outcomes: check versions that changed since listing, assign rows."""
         group = self.decoding.pop(fut)
-        outcomes: list[tasks.FileOutcome] = self.client.submit(tasks.outcomes_of, fut).result()
+        outcomes: list[Outcome] = self.client.submit(tasks.outcomes_of, fut).result()
         for o in outcomes:
             if o.warning:
-                throttle.warning("file.metadata_unreadable", path=o.path, detail=o.warning)
-        changed = [
-            (o.path, o.size, o.mtime_ns)
-            for o in outcomes
-            if not o.reason and (o.size, o.mtime_ns) != (group[o.path].size, group[o.path].mtime_ns)
-        ]
+                throttle.warning(
+                    "file.metadata_unreadable", path=group[o.key].path, detail=o.warning
+                )
+        changed = []  # versions other than the listed ones: maybe known already
+        for o in outcomes:
+            c = group[o.key]
+            if not o.failed and (o.size, o.mtime_ns) != (c.size, c.mtime_ns):
+                changed.append((c.path, o.size, o.mtime_ns))
         known = self.writer.lookup.known(changed) if changed else set()
         skipped = self.planner.add(
-            fut, outcomes, group, lambda o: (o.path, o.size, o.mtime_ns) in known
+            fut, outcomes, group, lambda o: (group[o.key].path, o.size, o.mtime_ns) in known
         )
         for _ in range(skipped):
             self.on_skip()
 
     def _submit_shards(self) -> None:
-        array = self.writer.layout.zarr / ARRAY
         for job in self.planner.ready:
             if job.parts:
-                plan = tasks.ShardPlan(
-                    str(array),
-                    str(self.writer.layout.tmp),
-                    job.index,
-                    self.storage.shard_rows,
-                    self.ndim,
-                    job.keep,
-                )
+                plan = tasks.ShardPlan(self.shards, job.index, job.keep)
                 job.future = self.client.submit(tasks.write_shard, plan, job.parts, pure=False)
             self.writing.append(job)
         self.planner.ready = []
@@ -202,16 +187,16 @@ class _Run:
             self.writer.commit_written(job.records, [rec for _, rec in job.failures])
             self._ids += 1
             info = CommitInfo(
-                self._ids,
-                len(job.records),
-                job.files_done,
-                job.failures,
-                0,
-                (time.monotonic() - t0) * 1000,
-                0.0,
-                job.records[0].row if job.records else 0,
+                batch_id=self._ids,
+                rows=len(job.records),
+                ingested=job.files_done,
+                failed=job.failures,
+                skipped=0,  # skips are counted as the group is planned (`on_skip`)
+                commit_ms=(time.monotonic() - t0) * 1000,
+                batch_ms=0.0,  # shards have no batch wait: written as soon as full
+                first_row=job.records[0].row if job.records else 0,
             )
-            self.bar.update(self.summary.add(info))  # the job, and its chunks, are let go
+            self.on_commit(info)  # the job, and its chunks, are let go
             if time.monotonic() - self.snapshot_at > SNAPSHOT_EVERY_S:
                 publish_snapshot(self.writer)
                 self.snapshot_at = time.monotonic()

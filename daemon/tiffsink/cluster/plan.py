@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..batch import Candidate
-from ..dataset.index import FailureRecord, RowRecord
-from .tasks import FileOutcome
+from ..dataset.records import FailureRecord, RowRecord
+from ..decode.outcome import Outcome
 
 
 @dataclass
@@ -45,17 +45,17 @@ class ShardPlanner:
     def add(
         self,
         group: Any,
-        outcomes: list[FileOutcome],
-        cands: dict[str, Candidate],
-        skip: Callable[[FileOutcome], bool],
+        outcomes: list[Outcome],
+        cands: list[Candidate],
+        skip: Callable[[Outcome], bool],
     ) -> int:
         """Give the group's pages rows; returns how many files were skipped (`skip`)."""
         skipped, chunk = 0, 0
         at = time.time()
         for o in outcomes:
-            cand = cands[o.path]
-            if o.reason:
-                rec = FailureRecord(o.path, o.size, o.mtime_ns, o.reason, o.detail, at)
+            cand = cands[o.key]
+            if o.failed:
+                rec = FailureRecord(cand.path, o.size, o.mtime_ns, o.reason, o.detail, at)
                 self.current.failures.append((cand, rec))
                 continue
             if skip(o):
@@ -65,23 +65,9 @@ class ShardPlanner:
             holder = self.current  # the job whose shard holds the file's last page
             for info in o.pages:
                 holder = self.current
-                holder.records.append(
-                    RowRecord(
-                        self.next_row,
-                        o.path,
-                        info.page,
-                        o.size,
-                        o.mtime_ns,
-                        o.content_hash,
-                        info.height,
-                        info.width,
-                        info.dtype,
-                        info.channels,
-                        at,
-                        info.meta,
-                        info.digest,
-                    )
-                )
+                version = (o.size, o.mtime_ns)
+                row = RowRecord.of_page(self.next_row, cand.path, version, o.content_hash, info, at)
+                holder.records.append(row)
                 self._take(group, chunk)
                 chunk += 1
             holder.files_done.append((cand, (o.size, o.mtime_ns), len(o.pages)))

@@ -17,7 +17,7 @@ import sqlite3
 import uuid
 
 from ..dataset import DatasetWriter
-from ..dataset.rows import fsync_dir
+from ..dataset.fsio import fsync_dir
 
 SNAPSHOT_EVERY_S = 30.0
 

@@ -3,24 +3,23 @@
 Both are plain functions of their arguments, so Dask may run them anywhere, run them
 again after a worker died, or recompute a lost result: `decode_group` is deterministic
 for unchanged files, and `write_shard` replaces its shard atomically, whole, from the
-same rows. Neither touches index.sqlite: the client is its only writer.
+same rows. Neither touches index.sqlite: the client is its only writer. What a row's
+chunk is and how a shard becomes durable is the dataset format's: both go through the
+`ShardWriter` its store hands out, the same path its local commit takes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import ImageSpec, MetadataConfig, Storage
-from ..dataset.formats import codec, shard
-from ..dataset.formats.atomic import make_dirs, write_atomic
-from ..dataset.rows import fsync_dir
+from ..config import ImageSpec, MetadataConfig
+from ..dataset.formats import ShardWriter
 from ..decode import Decoder, PageInfo
 from ..decode.metadata import MetadataReader
-from ..decode.readfile import FileRead, read_pages
-from ..errors import DecodeError
+from ..decode.outcome import Outcome, decode_call
+from ..errors import TiffsinkError
 
 PAGES_PER_CALL = 8
 
@@ -34,24 +33,10 @@ class FileItem:
 
 
 @dataclass
-class FileOutcome:
-    """One file's fate: pages (their chunks are in the group's `chunks`) or a failure."""
-
-    path: str
-    size: int
-    mtime_ns: int
-    content_hash: str = ""
-    pages: list[PageInfo] = field(default_factory=list)
-    reason: str = ""  # set for a failure
-    detail: str = ""
-    warning: str = ""  # metadata that could not be read (the rows stand)
-
-
-@dataclass
 class GroupResult:
     """A group's outcomes, and the encoded chunk of every page, in file and page order."""
 
-    outcomes: list[FileOutcome]
+    outcomes: list[Outcome]  # keyed by the item's place in the group
     chunks: list[bytes]
 
 
@@ -59,78 +44,64 @@ class _GroupDecoder:
     """Decodes files page by page into reused outputs and encodes each page at once, as
     a local worker decodes into its slots and writes each page into its pending slot."""
 
-    def __init__(self, spec: ImageSpec, storage: Storage, metadata: MetadataConfig) -> None:
+    def __init__(self, spec: ImageSpec, shards: ShardWriter, metadata: MetadataConfig) -> None:
         self.spec, self.dec = spec, Decoder(spec)
         self.meta = MetadataReader(metadata)
-        self.comp = codec.compressor(storage)
+        self.encode = shards.encoder()
         per_call = 1 if spec.pages == "first" else PAGES_PER_CALL
         self.outs = [np.empty(spec.row_shape, spec.dtype) for _ in range(per_call)]
 
-    def file(self, item: FileItem) -> tuple[FileOutcome, list[bytes]]:
+    def file(self, key: int, item: FileItem) -> tuple[Outcome, list[bytes]]:
         """All pages the spec selects, read as the local workers read them (the same
-        `read_pages`), each encoded at once; every expected problem is a failed outcome."""
-        got = FileRead()
+        `decode_call`, a few pages per call), each encoded at once."""
         pages: list[PageInfo] = []
         chunks: list[bytes] = []
-        digest, warning = "", ""
-        try:
-            while True:
-                version = (got.size, got.mtime_ns) if pages else None
-                read_pages(self.dec, self.meta, item.path, item.root, len(pages), self.outs,
-                           version, got)  # fmt: skip
-                res = got.result
-                assert res is not None
-                digest = res.content_hash or digest
-                warning = warning or got.meta_warning or ""
-                pages += res.pages
-                chunks += [codec.encode(self.outs[i], self.comp) for i in range(len(res.pages))]
-                if not res.pages or len(pages) >= res.pages_total:
-                    break
-            if not pages:
-                raise DecodeError(item.path, "corrupt", "page 0 yielded no image")
-        except DecodeError as e:
-            return self._failed(item, got, e.reason, e.detail)
-        except MemoryError as e:
-            return self._failed(item, got, "out_of_memory", str(e) or "MemoryError")
-        except Exception as e:  # a decoder bug costs one file, never the task
-            return self._failed(item, got, "decoder_error", f"{type(e).__name__}: {e}")
-        out = FileOutcome(item.path, got.size, got.mtime_ns, digest, pages, warning=warning)
-        return out, chunks
-
-    @staticmethod
-    def _failed(
-        item: FileItem, got: FileRead, reason: str, detail: str
-    ) -> tuple[FileOutcome, list[bytes]]:
-        return FileOutcome(item.path, got.size, got.mtime_ns, reason=reason, detail=detail), []
+        first: Outcome | None = None
+        warning: str | None = None
+        while True:
+            version = (first.size, first.mtime_ns) if first is not None else None
+            out = decode_call(
+                self.dec, self.meta, key, item.path, item.root, len(pages), self.outs, version
+            )
+            if out.failed:
+                return out, []
+            first = first or out
+            warning = warning or out.warning
+            pages += out.pages
+            chunks += [self.encode(self.outs[i]) for i in range(len(out.pages))]
+            if not out.pages or len(pages) >= out.pages_total:
+                break
+        assert first is not None  # the loop ran, and its first call did not fail
+        if not pages:
+            return first.failure("corrupt", "page 0 yielded no image"), []
+        return first._replace(pages=pages, warning=warning), chunks
 
 
 def decode_group(
-    items: list[FileItem], spec: ImageSpec, storage: Storage, metadata: MetadataConfig
+    items: list[FileItem], spec: ImageSpec, shards: ShardWriter, metadata: MetadataConfig
 ) -> GroupResult:
-    """Decode and encode every page of `items`; failures are outcomes, never raised."""
-    dec = _GroupDecoder(spec, storage, metadata)
+    """Decode and encode every page of `items` (as `shards` holds rows); failures are
+    outcomes, never raised."""
+    dec = _GroupDecoder(spec, shards, metadata)
     result = GroupResult([], [])
-    for item in items:
-        outcome, chunks = dec.file(item)
+    for key, item in enumerate(items):
+        outcome, chunks = dec.file(key, item)
         result.outcomes.append(outcome)
         result.chunks += chunks
     return result
 
 
-def outcomes_of(result: GroupResult) -> list[FileOutcome]:
+def outcomes_of(result: GroupResult) -> list[Outcome]:
     """The small part of a group's result, for the client (chunks stay on the workers)."""
     return result.outcomes
 
 
 @dataclass(frozen=True)
 class ShardPlan:
-    """Where shard `index` goes, and which committed chunks of it to keep."""
+    """Which shard to write, and how many committed chunks of it to keep."""
 
-    array: str  # images.zarr/0
-    tmp: str  # the dataset's tmp/
+    shards: ShardWriter  # the dataset's whole-shard path
     index: int
-    rows_per_shard: int
-    ndim: int
     keep: int  # chunks already committed at the start of this shard (the old tail)
 
 
@@ -139,17 +110,12 @@ def write_shard(plan: ShardPlan, parts: list[tuple[GroupResult, int, int]]) -> i
 
     Returns how many chunks it holds. Atomic (tmp, fsync, rename, fsync the folders), so
     running it twice, or after a crash, is harmless."""
-    path = shard.path(Path(plan.array), plan.index, plan.ndim)
-    chunks: list[shard.Buffer] = []
-    if plan.keep:
-        old = shard.parse(path.read_bytes(), plan.rows_per_shard)
-        chunks += [c for c in old[: plan.keep] if c is not None]
-        if len(chunks) != plan.keep:
-            raise RuntimeError(f"{path}: holds fewer than its {plan.keep} committed rows")
-    for result, start, stop in parts:
-        chunks += result.chunks[start:stop]
-    changed = make_dirs(path.parent)
-    write_atomic(Path(plan.tmp), path, shard.build_parts(chunks, plan.rows_per_shard))
-    for folder in {path.parent, *changed}:
-        fsync_dir(folder)
+    try:
+        chunks: list[bytes] = plan.shards.kept(plan.index, plan.keep)
+        for result, start, stop in parts:
+            chunks += result.chunks[start:stop]
+        plan.shards.write(plan.index, chunks)
+    except TiffsinkError as e:
+        # Raised on a Dask worker: its message travels, as an exception that pickles.
+        raise RuntimeError(str(e)) from None
     return len(chunks)

@@ -46,9 +46,10 @@ def worker_bytes(cfg: Config) -> int:
 
 
 def supervisor_bytes(cfg: Config) -> int:
-    """The daemon: a few rows it copies, and a compressed zarr's shard (worst case)."""
+    """The daemon: a few rows it copies, and a shard of compressed rows, which is
+    rewritten whole (worst case; which format compresses is the registry's to say)."""
     st = cfg.dataset.storage
-    shard = st.shard_rows if st.format == "zarr" and st.compression != "none" else 0
+    shard = st.shard_rows if st.compression != "none" else 0
     return SUPERVISOR_BASE_BYTES + (2 + shard) * cfg.image.row_bytes
 
 

@@ -19,7 +19,7 @@ AFTER_INGEST = ("keep", "move", "delete")
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LIMIT_KEYS = ("max_pixels", "max_page_bytes")  # [image] keys that are not part of the spec
-FORMATS = ("npy", "zarr")
+FORMATS = ("npy", "zarr")  # dataset.formats.NAMES: tests/test_formats.py keeps them equal
 ON_MISMATCH = ("keep", "fail")
 COMPRESSIONS = ("none", "zstd", "blosc-lz4", "blosc-zstd", "gzip")
 # The least and the most each number may be ("section.key": (min, max)): values the code
@@ -104,18 +104,13 @@ class ImageSpec:
 
 @dataclass(frozen=True)
 class Storage:
-    """How rows are stored: part of a dataset's identity, fixed when it is created."""
+    """How rows are stored: part of a dataset's identity, fixed when it is created (which
+    keys count is the format's to say: `dataset.formats`)."""
 
     format: str = "npy"
     shard_rows: int = 64  # zarr: rows per shard object (one row per chunk inside it)
     compression: str = "none"  # zarr: the codec of each row chunk (workers encode)
     compression_level: int = 1
-
-    def identity(self) -> dict[str, Any]:
-        """What the index's meta remembers; npy ignores the zarr-only keys."""
-        if self.format == "npy":
-            return {"format": "npy"}
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,9 @@
 
 `writer` appends and commits (the commit point is the index transaction), `reader` maps
 committed rows while a writer appends, `verify` and `status` inspect, `lookup` answers
-exactly-once checks. `layout` names the files, `lock` guards the single writer, `header`
-and `rows` know `images.npy`, `index` holds every SQL statement, `meta` the image spec a
-dataset was created with.
+exactly-once checks. `layout` names the files, `lock` guards the single writer, `index`
+holds every SQL statement, `meta` the image spec a dataset was created with, `fsio` the
+durable file calls. Each storage format is one package under `formats/`.
 """
 
 from .reader import Dataset, open_dataset

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import structlog
 
-from .rows import os_error_name
+from .fsio import os_error_name
 
 log = structlog.get_logger("tiffsink")
 

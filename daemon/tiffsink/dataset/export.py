@@ -19,9 +19,9 @@ import numpy as np
 from ..config import ImageSpec, Storage
 from ..errors import DatasetError, SpecMismatchError
 from . import index
-from .index import RowRecord
 from .meta import spec_from_meta
 from .reader import Dataset
+from .records import GrownRecord, RowRecord
 from .writer import DatasetWriter
 
 
@@ -110,7 +110,7 @@ def _has_grown(src: Dataset) -> bool:
     return src.conn.execute(q).fetchone() is not None
 
 
-def _version(g: index.GrownRecord) -> tuple[str, int, int]:
+def _version(g: GrownRecord) -> tuple[str, int, int]:
     return (g.source, g.size, g.mtime_ns)
 
 

@@ -1,7 +1,8 @@
 """`index.sqlite`: which row came from which file version, what failed and why.
 
-Every SQL statement of tiffsink lives in this module; callers get typed records and
-plain numbers back, so the schema can change in one place.
+Every SQL statement of tiffsink lives in this module; callers get typed records
+(`records.py`, re-exported here) and plain numbers back, so the schema can change in one
+place.
 
 The SQLite transaction that inserts a batch's rows is the commit point of the dataset
 (see writer.py), so the connection runs in WAL mode with synchronous=FULL: once COMMIT
@@ -16,9 +17,11 @@ import operator
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
+
+from .records import CommittedPages, FailureRecord, GrownRecord, RowRecord
 
 # 2: images.meta (JSON per row); 3: images.page_hash and grown_versions. Older indexes
 # gain what they lack when a writer opens them.
@@ -66,53 +69,6 @@ CREATE TABLE IF NOT EXISTS grown_versions (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS grown_version ON grown_versions(source, size, mtime_ns);
 """
-
-
-@dataclass(frozen=True)
-class RowRecord:
-    """One committed row of images.npy and the file version and page it came from."""
-
-    row: int
-    source: str
-    page: int
-    size: int
-    mtime_ns: int
-    content_hash: str
-    src_height: int
-    src_width: int
-    src_dtype: str
-    src_channels: int
-    ingested_at: float
-    meta: str = "{}"  # what the row shows (z, c, t, channel, well, label...), JSON text
-    page_hash: str = ""  # digest of the page's stored bytes (decode/pagedigest.py)
-
-
-@dataclass(frozen=True)
-class GrownRecord:
-    """A file version that began with exactly the committed pages of the file's earlier
-    version(s): only its pages from `first_page` on became rows. `base` is the version
-    whose rows start the file (the one with its page 0)."""
-
-    source: str
-    size: int
-    mtime_ns: int
-    base_size: int
-    base_mtime_ns: int
-    first_page: int
-    pages: int
-    at: float
-
-
-@dataclass(frozen=True)
-class FailureRecord:
-    """A file version that could not become rows; tried again only when it changes."""
-
-    source: str
-    size: int
-    mtime_ns: int
-    reason: str
-    detail: str
-    at: float
 
 
 _ROW = operator.attrgetter(*(f.name for f in fields(RowRecord)))
@@ -241,15 +197,6 @@ def known_versions(
         )
         out.update(v for v in rows if v in want)
     return out
-
-
-@dataclass(frozen=True)
-class CommittedPages:
-    """The pages a path's rows hold now: its latest base version (the one whose rows
-    start with page 0) and the versions grown from it, page digests in page order."""
-
-    base: tuple[int, int]  # (size, mtime_ns)
-    digests: tuple[str, ...]
 
 
 def committed_pages(conn: sqlite3.Connection, paths: Sequence[str]) -> dict[str, CommittedPages]:

@@ -1,8 +1,8 @@
 """Where a dataset's files live and how to tell that a folder is a dataset.
 
 The one place that names the files of a dataset folder; every other module asks a
-`Layout` for a path instead of joining names itself, so a second format (or a renamed
-file) changes this module only.
+`Layout` for a path instead of joining names itself. Which format a folder holds is the
+formats' to say (`formats.detect`); a layout only knows whether some rows are there.
 """
 
 from __future__ import annotations
@@ -49,13 +49,10 @@ class Layout:
     def tmp(self) -> Path:
         return self.directory / TMP
 
-    def format(self) -> str | None:
-        """ "npy" or "zarr" by the files present; None if neither is there."""
-        if self.images.is_file():
-            return "npy"
-        if (self.zarr / "zarr.json").is_file():
-            return "zarr"
-        return None
+    def has_rows(self) -> bool:
+        """Whether the rows of some format are here (images.npy, or images.zarr's
+        zarr.json, written last when the image is created)."""
+        return self.images.is_file() or (self.zarr / "zarr.json").is_file()
 
     @property
     def index(self) -> Path:
@@ -72,14 +69,14 @@ class Layout:
     def missing(self) -> list[Path]:
         """The dataset files that do not exist (empty for a complete dataset)."""
         missing = [] if self.index.is_file() else [self.index]
-        if self.format() is None:
+        if not self.has_rows():
             missing.append(self.images)
         return missing
 
     def require_some(self) -> Layout:
         """Raise DatasetError naming the folder when it holds no dataset file at all: the
         one meaning of "not a dataset" that every command (status, verify...) shares."""
-        if not self.index.is_file() and self.format() is None:
+        if not self.index.is_file() and not self.has_rows():
             raise DatasetError(
                 self.directory, f"not a tiffsink dataset (no {INDEX}, {IMAGES} or {ZARR})"
             )

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from . import index
 from .layout import Layout
+from .records import CommittedPages
 
 Version = tuple[str, int, int]  # (source path, size, mtime_ns)
 
@@ -31,7 +32,7 @@ class Lookup:
         """Versions with committed rows or failures."""
         return index.known_versions(self._reader(), versions)
 
-    def committed_pages(self, paths: Sequence[str]) -> dict[str, index.CommittedPages]:
+    def committed_pages(self, paths: Sequence[str]) -> dict[str, CommittedPages]:
         """For the paths that have rows: the digests of their committed pages."""
         return index.committed_pages(self._reader(), paths)
 

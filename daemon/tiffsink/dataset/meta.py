@@ -10,22 +10,27 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-import tiffsink
-
 from ..config import ImageSpec, Storage
 from ..errors import SpecMismatchError
+from ..version import version
 from . import index
+from .formats import format_of
 
-NPY = {"format": "npy"}  # what a dataset without a storage entry is
+LEGACY = Storage()  # how datasets made before formats existed store rows
+
+
+def storage_identity(storage: Storage) -> dict[str, Any]:
+    """What the index's meta remembers of a storage config (its format decides)."""
+    return format_of(storage).identity(storage)
 
 
 def new_meta(spec: ImageSpec, storage: Storage) -> dict[str, Any]:
     """What a new dataset's meta table starts with."""
     return {
         "image": spec.identity(),
-        "storage": storage.identity(),
+        "storage": storage_identity(storage),
         "format_version": index.FORMAT_VERSION,
-        "tiffsink_version": tiffsink.__version__,  # read here: workers never need it
+        "tiffsink_version": version(),  # read here: workers never need it
         "created_at": index.now(),
     }
 
@@ -35,7 +40,7 @@ def check_spec(directory: Path, stored: dict[str, Any], spec: ImageSpec, storage
     diffs: dict[str, tuple[object, object]] = {}
     for section, have, want in (
         ("image", stored.get("image", {}), spec.identity()),
-        ("dataset", stored.get("storage", NPY), storage.identity()),
+        ("dataset", stored.get("storage", storage_identity(LEGACY)), storage_identity(storage)),
     ):
         for k in want:
             if have.get(k) != want.get(k):
@@ -46,7 +51,7 @@ def check_spec(directory: Path, stored: dict[str, Any], spec: ImageSpec, storage
 
 def storage_from_meta(meta: dict[str, Any]) -> Storage:
     """How a dataset stores its rows (datasets made before formats existed are npy)."""
-    return Storage(**meta.get("storage", NPY))
+    return Storage(**meta.get("storage", storage_identity(LEGACY)))
 
 
 def spec_from_meta(meta: dict[str, Any]) -> ImageSpec:

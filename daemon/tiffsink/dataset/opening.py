@@ -12,10 +12,7 @@ import sqlite3
 from ..config import ImageSpec, Storage
 from ..errors import DatasetError
 from . import index
-from .formats.base import RowStore
-from .formats.npy import NpyStore
-from .formats.zarrdense import DenseZarrStore
-from .formats.zarrv3 import ZarrStore
+from .formats import RowStore, foreign, format_of
 from .layout import Layout
 from .meta import check_spec, new_meta
 
@@ -31,20 +28,14 @@ def open_store(
     if stored:
         check_spec(layout.directory, stored, spec, storage)
     else:
-        found = layout.format()
-        if found not in (None, storage.format):
+        found = foreign(layout, storage)
+        if found is not None:
             raise DatasetError(
                 layout.directory,
                 f"holds a {found} dataset without an index, but [dataset] format is "
                 f"{storage.format!r}; refusing to guess",
             )
-    store: RowStore
-    if storage.format == "zarr" and storage.compression == "none":
-        store = DenseZarrStore(layout, spec, storage)
-    elif storage.format == "zarr":
-        store = ZarrStore(layout, spec, storage)
-    else:
-        store = NpyStore(layout, spec, storage)
+    store = format_of(storage).open_store(layout, spec, storage)
     if not stored:
         try:
             n_claimed = store.claimed_rows()

@@ -1,10 +1,9 @@
 """Read a dataset while the daemon appends to it.
 
-npy: the row count comes from the index (the commit point), not from the .npy header, so
-a reader never maps a row that is not committed; the header may lag the index by one
-batch during a commit, never lead it. zarr: the array's shape is raised only after the
-index commit, so zarr.json (read before the index) never claims an uncommitted row; it
-may lag by one batch. `refresh()` picks up rows committed since.
+The index says what each row is; the rows' format maps them (`Format.open_reader`): npy
+takes the row count from the index (the commit point), never from its header; zarr reads
+its shape before the index, never ahead of the commit point. Either may lag the index by
+one batch during a commit. `refresh()` picks up rows committed since.
 """
 
 from __future__ import annotations
@@ -17,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError
-from . import header, index
-from .formats.zarrread import ShardReader
-from .index import FailureRecord, RowRecord
-from .layout import ARRAY, Layout
+from . import index
+from .formats import RowReader, format_of
+from .layout import Layout
 from .meta import spec_from_meta, storage_from_meta
+from .records import FailureRecord, RowRecord
 from .rowmeta import RowMeta
 
 
@@ -59,9 +58,13 @@ class Dataset(RowMeta):
         self.dtype = np.dtype(self.spec.dtype).newbyteorder("<")
         self.row_shape: tuple[int, ...] = self.spec.row_shape
         self.format = self.storage.format
-        self._shards: ShardReader | None = None
-        # npy: a read-only memmap (N, H, W[, C]). zarr: the zarr array (N, [C,] H, W).
-        self.images: Any = np.empty((0, *self.row_shape), self.dtype)
+        try:
+            self._rows: RowReader = format_of(self.storage).open_reader(
+                self.layout, self.spec, self.storage
+            )
+        except BaseException:
+            self.conn.close()
+            raise
         self.refresh()
 
     def _connect(self) -> sqlite3.Connection:
@@ -78,40 +81,13 @@ class Dataset(RowMeta):
         if self.snapshot:  # a newer snapshot is a new file
             self.conn.close()
             self.conn = self._connect()
-        if self.format == "zarr":
-            return self._refresh_zarr()
-        n = index.committed_rows(self.conn)
-        self._n = n
-        if n == 0:
-            self.images = np.empty((0, *self.row_shape), self.dtype)
-            return 0
-        path = self.layout.images
-        need = header.HEADER_BYTES + n * int(np.prod(self.row_shape)) * self.dtype.itemsize
-        if path.stat().st_size < need:
-            raise DatasetError(path, f"index commits {n} rows but the file is shorter")
-        self.images = np.memmap(
-            path,
-            dtype=self.dtype,
-            mode="r",
-            offset=header.HEADER_BYTES,
-            shape=(n, *self.row_shape),
-        )
-        return n
-
-    def _refresh_zarr(self) -> int:
-        import zarr  # only zarr datasets pay for the import
-
-        where = self.layout.zarr / ARRAY
-        try:
-            # Shape before the index: what zarr.json says was committed before we look.
-            self.images = zarr.open_array(where, mode="r")
-        except (OSError, ValueError) as e:
-            raise DatasetError(where, f"cannot open the zarr array: {e}") from e
-        n = index.committed_rows(self.conn)
-        if self.images.shape[0] > n and not self.snapshot:
-            raise DatasetError(where, f"shape says {self.images.shape[0]} rows, index {n}")
-        self._n = min(n, int(self.images.shape[0]))  # a snapshot may lag the shape
+        self._n = self._rows.refresh(lambda: index.committed_rows(self.conn), self.snapshot)
         return self._n
+
+    @property
+    def images(self) -> Any:
+        """npy: a read-only memmap (N, H, W[, C]). zarr: the zarr array (N, [C,] H, W)."""
+        return self._rows.images
 
     def __len__(self) -> int:
         return self._n
@@ -119,21 +95,11 @@ class Dataset(RowMeta):
     def take(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
         """The given rows, in the given order, as (k, H, W[, C]): a training batch. On zarr
         this reads chunks straight from the shards, many times faster than zarr-python."""
-        idx = np.asarray(rows, dtype=np.int64)
-        if self.format != "zarr":
-            if idx.size and not (idx.min() >= 0 and idx.max() < len(self)):
-                raise IndexError(f"rows outside 0..{len(self) - 1}")
-            return np.asarray(self.images[idx])
-        if self._shards is None:
-            self._shards = ShardReader(self.layout.zarr / ARRAY, self.spec, self.storage)
-        return self._shards.take(idx.tolist(), len(self))
+        return self._rows.take(np.asarray(rows, dtype=np.int64), len(self))
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Rows start..stop-1 as a numpy array (N, H, W[, C]), whatever the format."""
-        data = np.asarray(self.images[start : min(stop, len(self))])
-        if self.format == "zarr" and data.ndim == 4:
-            data = data.transpose(0, 2, 3, 1)
-        return data
+        return self._rows.read(start, stop, len(self))
 
     def rows_for(self, source: str | os.PathLike[str]) -> list[RowRecord]:
         """Index records of every committed row from this source path, in row order."""

@@ -6,25 +6,20 @@ cheap) while the daemon runs.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from typing import Any
 
 from . import index, lock
+from .formats import detect
 from .layout import Layout
+from .meta import storage_from_meta
 
 
 def _bytes_on_disk(lay: Layout) -> int:
-    """images.npy's size, or the sum of images.zarr's files (shards are compressed)."""
-    if lay.format() != "zarr":
-        return lay.images.stat().st_size
-    total = 0
-    for folder, _, files in os.walk(lay.zarr):
-        for f in files:
-            with contextlib.suppress(FileNotFoundError):  # a shard being replaced
-                total += os.stat(os.path.join(folder, f)).st_size
-    return total
+    """What the rows take on disk, as their format counts it."""
+    found = detect(lay)
+    return found.bytes_on_disk(lay) if found is not None else 0
 
 
 def collect(directory: str | os.PathLike[str]) -> dict[str, Any]:
@@ -41,7 +36,7 @@ def collect(directory: str | os.PathLike[str]) -> dict[str, Any]:
             "dataset": str(lay.directory),
             "rows": index.committed_rows(conn),
             "files": index.file_count(conn),
-            "format": meta.get("storage", {}).get("format", "npy"),
+            "format": storage_from_meta(meta).format,
             "bytes": _bytes_on_disk(lay),
             "last_commit": last,
             "last_commit_age_s": round(now - last, 1) if last else None,

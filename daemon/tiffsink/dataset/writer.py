@@ -32,13 +32,13 @@ from ..testing import faults
 from . import index, lock
 from .access import check_writable
 from .closers import Closers
-from .formats.sink import RowSink, as_page
+from .formats import RowSink, as_page
+from .fsio import os_error_name
 from .identity import OpenedFiles
-from .index import FailureRecord, GrownRecord, RowRecord
-from .layout import ARRAY, Layout
+from .layout import Layout
 from .lookup import Lookup
 from .opening import open_store
-from .rows import os_error_name
+from .records import FailureRecord, GrownRecord, RowRecord
 
 log = structlog.get_logger("tiffsink")
 
@@ -48,7 +48,8 @@ class DatasetWriter:
 
     Used by the supervisor's main thread (rows, lookups) and its committer thread
     (`commit`), never both at once for the same rows: rows committed..cursor-1 are
-    pending, written by the main thread and made durable by the committer.
+    pending, reserved by the main thread (the pipeline numbers them), written by its
+    workers and made durable by the committer.
     """
 
     def __init__(
@@ -83,11 +84,8 @@ class DatasetWriter:
         self.store = open_store(self.layout, self.conn, self.spec, self.storage)
         self._closers.push(self.store.close)
         self.recover()
-        if self.storage.format == "npy":
-            self.opened = OpenedFiles([self.layout.index, self.layout.images], [])
-        else:
-            folders = [self.layout.zarr, self.layout.zarr / ARRAY]
-            self.opened = OpenedFiles([self.layout.index], folders)
+        files, folders = self.store.watched()
+        self.opened = OpenedFiles([self.layout.index, *files], folders)
         self._closers.push(self.opened.close)
 
     def check_opened(self) -> None:
@@ -112,7 +110,7 @@ class DatasetWriter:
         n = index.committed_rows(self.conn)
         self.store.recover(n)
         self.committed = n
-        self.cursor = n  # next row to write; rows committed..cursor-1 are pending
+        self.cursor = n  # end of the pending rows: committed..cursor-1 may hold data
 
     # -- pending rows (supervisor thread) ---------------------------------------------
     def _check(self) -> None:
@@ -129,7 +127,7 @@ class DatasetWriter:
         self._check()
         page = as_page(data, self.spec)
         if self._sink is None:
-            self._sink = RowSink(self.store.sink())
+            self._sink = self.store.sink().open()
             self._closers.push(self._sink.close)
         row = self.cursor
         try:
@@ -142,15 +140,14 @@ class DatasetWriter:
         return row
 
     def offset(self, row: int) -> int:
-        """Where a worker writes pending row `row` in `store.pending_path`."""
+        """The byte address of pending row `row`'s slot, as the store's sink takes it."""
         return self.store.offset(row)
 
-    def reserve(self, n: int) -> range:
-        """Reserve the next `n` pending rows for others to write (the workers)."""
+    def reserve(self, end: int) -> None:
+        """Pending rows up to `end` (exclusive) may now be written by others (the workers).
+        The pipeline numbers them; the writer only bounds what swap, move and commit take."""
         self._check()
-        start = self.cursor
-        self.cursor += n
-        return range(start, self.cursor)
+        self.cursor = max(self.cursor, end)
 
     def swap_rows(self, a: int, b: int) -> None:
         """Exchange two pending rows (to gather a batch's rows before its commit)."""
@@ -169,12 +166,6 @@ class DatasetWriter:
         if not (self.committed <= dst < self.cursor and self.committed <= src < self.cursor):
             raise ValueError("only pending rows can be moved")
         self.store.copy(src, dst)
-
-    def truncate_pending(self, cursor: int) -> None:
-        """Forget pending rows from `cursor` on (they will be overwritten or cut)."""
-        if not self.committed <= cursor <= self.cursor:
-            raise ValueError("cursor outside pending rows")
-        self.cursor = cursor
 
     # -- the commit (committer thread) --------------------------------------------------
     def commit(
@@ -197,8 +188,9 @@ class DatasetWriter:
         self._finish(rows, failures, grown)
 
     def commit_written(self, rows: Sequence[RowRecord], failures: Sequence[FailureRecord]) -> None:
-        """Commit rows that others already made durable in the store, whole shards written
-        by a cluster's tasks: steps 3 and 4 only. No row may be pending here."""
+        """Commit rows that others already made durable, whole shards written by a
+        cluster's tasks through `store.shard_writer()`: the store takes them in
+        (`adopt`), then steps 3 and 4. No row may be pending here."""
         self._check()
         if self.cursor != self.committed:
             raise ValueError("commit_written with rows pending")
@@ -206,6 +198,11 @@ class DatasetWriter:
             raise ValueError("commit must cover the rows after the committed ones, in order")
         self.cursor += len(rows)
         try:
+            if rows:
+                try:
+                    self.store.adopt(self.committed, len(rows))
+                except (OSError, sqlite3.DatabaseError) as e:
+                    self._poison(e)
             self._finish(rows, failures)
         finally:
             if self.committed != self.cursor:  # nothing committed: nothing is pending either

@@ -1,12 +1,13 @@
-"""The shared-memory slot arena: rows of the image spec that workers decode into.
+"""The shared-memory arena: one heartbeat per worker, the id of the task it started last.
 
-Allocated once, in a file under /dev/shm named with our prefix and PID, so a run killed
-with SIGKILL leaves something `sweep_stale_arenas` can recognise and remove. Workers get
-the file by descriptor (SharedFd), not by name: someone removing it from /dev/shm then
-costs nothing, and replacement workers still map the same memory as the supervisor. The
-supervisor owns the free list; workers map the same file, decode into the slots a task
-names and write them out to the task's dataset rows, so a slot is free again as soon as
-its task answers.
+The supervisor reads a dead or hung worker's heartbeat to tell which task of a bundle it
+was on (only that task is charged), and a new id in it is progress (the timeout counts
+per task). Allocated once, in a file under /dev/shm named with our prefix and PID, so a
+run killed with SIGKILL leaves something `sweep_stale_arenas` can recognise and remove.
+Workers get the file by descriptor (SharedFd), not by name: someone removing it from
+/dev/shm then costs nothing, and replacement workers still map the same memory as the
+supervisor. Pixels never pass through it: workers write their pages to their reserved
+dataset rows.
 """
 
 from __future__ import annotations
@@ -16,12 +17,9 @@ import mmap
 import os
 import secrets
 import struct
-from collections import deque
 from multiprocessing import reduction
 from pathlib import Path
 from typing import Any
-
-from ..config import ImageSpec
 
 PREFIX = "tiffsink-"
 
@@ -71,19 +69,17 @@ def _received(dup: Any) -> int:
 BEAT = struct.Struct("<q")  # a worker's heartbeat: the id of the task it is on
 
 
-def beat_offset(n_slots: int, spec: ImageSpec, worker: int) -> int:
-    """Where worker `worker`'s heartbeat lies in the arena file: after the slots."""
-    return n_slots * spec.row_bytes + BEAT.size * worker
+def beat_offset(worker: int) -> int:
+    """Where worker `worker`'s heartbeat lies in the arena file."""
+    return BEAT.size * worker
 
 
 class Arena:
-    """`n` rows of the target spec in shared memory, and which of them are free; then one
-    heartbeat per worker (the task it started last), read by the supervisor to tell which
-    task of a bundle a worker died or hung on."""
+    """One heartbeat per worker (the task it started last), read by the supervisor to tell
+    which task of a bundle a worker died or hung on."""
 
-    def __init__(self, spec: ImageSpec, n: int, workers: int = 0) -> None:
-        self.spec, self.n = spec, n
-        self.size = beat_offset(n, spec, max(1, workers))
+    def __init__(self, workers: int) -> None:
+        self.size = beat_offset(max(1, workers))
         self.path = _shm_dir() / f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         # Kept open for the arena's life: replacement workers are handed this descriptor.
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -93,9 +89,8 @@ class Arena:
         except BaseException:
             os.close(self.fd)
             raise
-        self.free: deque[int] = deque(range(n))
         # Read for every busy worker on every poll: computed once.
-        self._beat_at = [beat_offset(n, spec, w) for w in range(max(1, workers))]
+        self._beat_at = [beat_offset(w) for w in range(max(1, workers))]
 
     def beat(self, worker: int) -> int:
         """The id of the task worker `worker` started last (0: none yet)."""
@@ -103,10 +98,6 @@ class Arena:
 
     def reset_beat(self, worker: int) -> None:
         BEAT.pack_into(self._mm, self._beat_at[worker], 0)
-
-    def view(self, slot: int) -> memoryview:
-        rb = self.spec.row_bytes
-        return memoryview(self._mm)[slot * rb : (slot + 1) * rb]
 
     def close(self) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -2,91 +2,52 @@
 
 fsync of a batch's rows takes long enough that doing it in the supervisor's thread would
 stall dispatch; so at most one commit runs in this one thread, and its outcome (or its
-error: disk full, EIO) is collected back in the supervisor's thread by `reap`.
+error: disk full, EIO) is collected back in the supervisor's thread by `reap`. It only
+executes the state machine's `Commit` instructions: the row moves first, in the calling
+(main) thread, while no worker writes those rows, then the writer's commit in the thread.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..dataset import DatasetWriter
-from ..dataset.index import FailureRecord, GrownRecord, RowRecord, now
-from ..errors import DatasetFullError
-from .jobs import Batch, CommitInfo
-from .rowmap import Row
+from ..dataset.records import FailureRecord, GrownRecord, RowRecord
+from .events import CommitDone
+from .instructions import Commit, MoveRow, SwapRows
 
 
-def _records(rows: list[Row], at: float) -> list[RowRecord]:
-    """The index rows of a batch: one per gathered row, in row order."""
-    return [
-        RowRecord(
-            row.pos,
-            row.job.cand.path,
-            row.info.page,
-            *(row.job.version or (-1, -1)),
-            row.job.content_hash,
-            row.info.height,
-            row.info.width,
-            row.info.dtype,
-            row.info.channels,
-            at,
-            row.info.meta,
-            row.info.digest,
-        )
-        for row in rows
-    ]
-
-
-def _grown(batch: Batch, at: float) -> list[GrownRecord]:
-    """The batch's file versions that began with their path's committed pages."""
-    return [
-        GrownRecord(j.cand.path, *j.version, *j.prior.base, j.grown_from, j.pages_total, at)
-        for j in batch.jobs
-        if j.grown_from and j.prior is not None and j.version is not None
-        if j.failure is None and not j.skipped
-    ]
-
-
-def _info(batch: Batch, rows: list[Row], first_row: int, commit_ms: float) -> CommitInfo:
-    jobs = batch.jobs
-    return CommitInfo(
-        batch.id,
-        len(rows),
-        [
-            (j.cand, j.version, j.pages_total)
-            for j in jobs
-            if j.version is not None and j.failure is None and not j.skipped
-        ],
-        [(j.cand, j.failure) for j in jobs if j.failure is not None],
-        sum(1 for j in jobs if j.skipped),
-        commit_ms,
-        (time.monotonic() - batch.started) * 1000,
-        first_row,
-    )
+def apply_moves(writer: DatasetWriter, moves: Sequence[MoveRow | SwapRows]) -> None:
+    """Gather rows on disk as the state machine's `RowMap.gather` said, in its order."""
+    for m in moves:
+        if isinstance(m, MoveRow):
+            writer.move_row(m.src, m.dst)
+        else:
+            writer.swap_rows(m.a, m.b)
 
 
 class Committer:
-    """One commit at a time in its own thread; `running` is the batch being committed."""
+    """One commit at a time in its own thread; `running` is the id of the batch in it."""
 
     def __init__(self, writer: DatasetWriter) -> None:
         self.writer = writer
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="tiffsink-commit")
-        self._running: tuple[Batch, list[Row], int, Future[float]] | None = None
+        self._running: tuple[int, Future[float]] | None = None
 
     @property
-    def running(self) -> Batch | None:
+    def running(self) -> int | None:
         return None if self._running is None else self._running[0]
 
-    def start(self, batch: Batch, rows: list[Row]) -> None:
-        """Hand a resolved batch over; `rows` are gathered as the next pending rows."""
+    def start(self, commit: Commit) -> None:
+        """Gather the batch's rows (its moves), then commit it in the thread. A move's
+        error (disk full) is raised here, and nothing is then running."""
         if self._running is not None:
             raise RuntimeError("a commit is already running")
-        failures = [j.failure for j in batch.jobs if j.failure is not None]
-        first = self.writer.committed
-        at = now()
-        fut = self._pool.submit(self._commit, _records(rows, at), failures, _grown(batch, at))
-        self._running = (batch, rows, first, fut)
+        apply_moves(self.writer, commit.moves)
+        fut = self._pool.submit(self._commit, commit.records, commit.failures, commit.grown)
+        self._running = (commit.batch_id, fut)
 
     def _commit(
         self, records: list[RowRecord], failures: list[FailureRecord], grown: list[GrownRecord]
@@ -95,30 +56,23 @@ class Committer:
         self.writer.commit(records, failures, grown)
         return (time.monotonic() - t0) * 1000
 
-    def reap(self, wait: bool) -> tuple[CommitInfo, list[Row]] | None:
-        """The finished commit's outcome, or None if none finished (or `wait`ed for).
+    def reap(self, wait: bool) -> CommitDone | None:
+        """The finished commit, or None if none finished (or none runs, with `wait`).
 
-        Its error is raised here, in the caller's thread. After DatasetFullError the batch
-        stays `running`, so the caller can requeue its files and then `drop` it.
+        Its error is raised here, in the caller's thread, and the commit is forgotten:
+        DatasetFullError means nothing was committed (the caller requeues its files); any
+        other error has poisoned the writer.
         """
         if self._running is None:
             return None
-        batch, rows, first, fut = self._running
+        batch_id, fut = self._running
         if not wait and not fut.done():
             return None
         try:
             commit_ms = fut.result()
-        except DatasetFullError:
-            raise  # nothing committed: the caller requeues this batch's files, then drops it
-        except BaseException:
+        finally:
             self._running = None
-            raise
-        self._running = None
-        return _info(batch, rows, first, commit_ms), rows
-
-    def drop(self) -> None:
-        """Forget a commit that failed (after its files were requeued)."""
-        self._running = None
+        return CommitDone(batch_id, commit_ms)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

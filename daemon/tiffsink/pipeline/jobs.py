@@ -1,20 +1,17 @@
-"""The supervisor's bookkeeping for files in flight: a Job per file, a Batch per commit.
+"""The supervisor's bookkeeping records: a Job per file, a Batch per commit, a Row per page.
 
-Plain data, owned by the supervisor's main thread; the committer thread reads a batch
-only after it was handed over and nothing else touches it.
+Plain data, owned by the state machine (`state.py`) in the supervisor's main thread; the
+committer thread gets only the records built from them (`records.py`).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from ..batch import Candidate
-from ..dataset.index import CommittedPages, FailureRecord
-
-if TYPE_CHECKING:
-    from .rowmap import Row
+from ..dataset.records import CommittedPages, FailureRecord
+from ..decode import PageInfo
 
 
 @dataclass(eq=False)
@@ -48,7 +45,7 @@ class Batch:
 
     id: int
     jobs: list[Job] = field(default_factory=list)
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=time.monotonic)  # when it was submitted
     aborted: bool = False  # disk full: its files went back to the queue
     unresolved: int = 0  # jobs not finished yet: checked every loop step, so kept, not summed
 
@@ -60,20 +57,10 @@ class Batch:
         return self.unresolved == 0
 
 
-@dataclass
-class CommitInfo:
-    """What one commit made durable; feeders act on sources only after this."""
+@dataclass(eq=False)
+class Row:
+    """A page written into pending row `pos` (which moves if the row is gathered)."""
 
-    batch_id: int
-    rows: int
-    ingested: list[tuple[Candidate, tuple[int, int], int]]  # candidate, version, pages
-    failed: list[tuple[Candidate, FailureRecord]]
-    skipped: int
-    commit_ms: float
-    batch_ms: float
-    first_row: int
-
-    @property
-    def files(self) -> int:
-        """Files this commit resolved, whatever their outcome."""
-        return len(self.ingested) + len(self.failed) + self.skipped
+    pos: int
+    job: Job
+    info: PageInfo

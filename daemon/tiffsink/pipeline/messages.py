@@ -1,32 +1,30 @@
 """The messages that cross the supervisor/worker process boundary, pickled on a pipe.
 
-Pixels never travel in them: a Task names shared-memory slots, and a Result only says
-what was written there. Everything here must stay small and picklable; they are
-NamedTuples because the supervisor unpickles one per file, and a tuple is smaller and
-quicker to load than a dataclass (a Result: 160 vs 297 bytes, 3.3 vs 4.5 us). Tasks go
-out as plain tuples (a bundle of 32 pickles in 3 us, not 25) and are rebuilt by the worker.
+Pixels never travel in them: a Task names the pending dataset rows a worker writes its
+pages into, and its answer, a `decode.outcome.Outcome` keyed by the task's id, only says
+what was written there. Everything here must stay
+small and picklable; they are NamedTuples because the supervisor unpickles one per
+file, and a tuple is smaller and quicker to load than a dataclass (an answer: 160 vs 297
+bytes, 3.3 vs 4.5 us). Tasks go out as plain tuples (a bundle of 32 pickles in 3 us, not
+25) and are rebuilt by the worker.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..decode import PageInfo
-
-READY = "ready"  # a worker's first message: it imported everything and mapped its slots
+READY = "ready"  # a worker's first message: it imported everything and mapped its heartbeat
 
 
 class Task(NamedTuple):
-    """Decode pages first_page.. of `path` into `slots` (one page per slot)."""
+    """Decode up to len(rows) pages of `path` from `first_page` into those rows."""
 
     task_id: int
     path: str
     root: str | None
     first_page: int
-    slots: tuple[int, ...]
-    # Dataset rows reserved for those pages, one per slot: the worker writes page i into
-    # the pending slot at offsets[i] (invisible until the supervisor commits). Empty:
-    # leave pages in the shared-memory slots.
+    # Dataset rows reserved for the pages, one each: the worker writes page i into the
+    # pending slot at offsets[i] (invisible until the supervisor commits).
     rows: tuple[int, ...]
     offsets: tuple[int, ...]
     version: tuple[int, int] | None  # (size, mtime_ns) the first chunk saw; None for chunk 0
@@ -35,26 +33,10 @@ class Task(NamedTuple):
     prefix: tuple[str, ...] = ()
 
 
-class Result(NamedTuple):
-    """Pages written into the task's first len(pages) slots; the file version read."""
+class Lost(NamedTuple):
+    """A task whose worker died or hung (supervisor side: the pool reports it, no worker
+    sends it); `reason` is decoder_crash or timeout."""
 
-    task_id: int
-    size: int
-    mtime_ns: int
-    pages_total: int
-    pages: list[PageInfo]
-    content_hash: str | None
-    decode_ms: float
-    meta_warning: str | None = None  # metadata that could not be read (the rows stand)
-    skipped: tuple[int, int] | None = None  # (overview, mask) pages that are not rows
-    prefix: int = 0  # leading pages equal to the committed ones, skipped (pages follow them)
-
-
-class Failure(NamedTuple):
-    """The file cannot become rows: `reason` is a short class, `detail` for people."""
-
-    task_id: int
-    size: int
-    mtime_ns: int
+    task: Task
     reason: str
     detail: str

@@ -1,18 +1,22 @@
 """The supervisor's pipeline: batches of files in, committed rows and failures out.
 
+A thin loop around the state machine (`state.py`), which alone decides: what to send,
+which rows to move, what to commit, what goes back to the feeder. This shell only does
+the I/O around it and turns what happens into events: it looks versions up in the
+index, polls the pool, reaps the committer, and runs the machine's instructions with the
+pool (send), the committer (move rows, commit), the writer (cut the pending tail), the
+feeder (requeue, report) and `space` (pause intake while the disk is full).
+
 Batches are committed strictly in order, because rows are positional. Workers write
 their pages straight into reserved pending rows, so the supervisor touches no pixels;
 the next batch already decodes while the head is committed; tasks in flight are bounded
 (two bundles per worker), so memory does not grow with the number of files. Every file
-ends as rows, a recorded failure, or a skip (its version is already in the index). The
-jobs are split: `dispatch` feeds workers and reserves the rows they write, `outcomes`
-handles their answers, `rowmap` tracks pending rows and gathers a batch's rows before its
-commit, `committer` makes batches durable in its thread, `space` pauses intake while the
-disk is full.
+ends as rows, a recorded failure, or a skip (its version is already in the index).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -22,18 +26,32 @@ import structlog
 from ..batch import Candidate
 from ..config import Config
 from ..dataset import DatasetWriter
-from ..errors import DatasetFullError
+from ..decode.outcome import Outcome
+from ..errors import DatasetFullError, DatasetIOError
+from ..feed.report import CommitInfo
 from .committer import Committer
-from .dispatch import Dispatcher
-from .jobs import Batch, CommitInfo, Job
-from .outcomes import Outcomes
+from .events import Advance, Answers, CommitFailed, DiskFull, Drained, Event, Stop, Submit
+from .instructions import (
+    Commit,
+    CutPending,
+    Drain,
+    Instruction,
+    PauseIntake,
+    Report,
+    Requeue,
+    RowWriteFailed,
+    Send,
+    WaitCommit,
+)
+from .messages import Lost, Task
 from .pool import Pool
-from .rowmap import RowMap
 from .space import SpaceGuard
+from .state import SupervisorState
 
 log = structlog.get_logger("tiffsink")
 
 COMMIT_POLL_S = 0.005  # how often to look for a finished commit while one runs
+DRAIN_POLL_S = 0.1
 
 
 class Pipeline:
@@ -51,169 +69,172 @@ class Pipeline:
         self.writer = writer
         spec, w = config.image, config.workers
         sink = writer.store.sink()
-        self.pool = Pool(
-            spec, w.resolved_count(), w.slots_per_worker, w.timeout_s, sink, config.metadata
-        )
+        self.pool = Pool(spec, w.resolved_count(), w.timeout_s, sink, config.metadata)
+        # Pages per task of a multi-page file: half a worker's rows, the other half being
+        # the task queued behind it.
         chunk = max(1, w.slots_per_worker // 2) if spec.pages == "all" else 1
-        self.rowmap = RowMap(writer)
-        self.dispatcher = Dispatcher(self.pool, chunk, self.rowmap.reserve, writer.offset)
+        self.state = SupervisorState(writer.committed, chunk)
         self.committer = Committer(writer)
         need = 2 * config.batch.max_files * writer.row_bytes + (1 << 20)
         self.space = SpaceGuard(writer.directory, need)
         self.on_commit, self.requeue = on_commit, requeue
-        self.batches: deque[Batch] = deque()  # open batches; [0] is the head
-        self.outcomes = Outcomes(writer, self.dispatcher, self.rowmap)
-        self.in_flight_paths: set[str] = set()
-        self._ids = 0
         # How to pass time when no worker is busy; the daemon wakes on its event queue.
         self.idle_wait = idle_wait
+        self._queue: deque[Instruction] = deque()  # instructions not run yet, in order
+        self._running = False
 
-    # -- intake ---------------------------------------------------------------------
+    # -- what the loop asks ---------------------------------------------------------------
     def can_accept(self) -> bool:
-        """At most two batches: one writing/committing, one decoding ahead of it; none
-        while the dataset's disk is full."""
-        return self.space.ok() and len(self.batches) < 2
+        """At most two open batches; none while the dataset's disk is full."""
+        return self.space.ok() and self.state.can_accept()
 
     def disk_full(self) -> bool:
         return self.space.paused
 
     def idle(self) -> bool:
-        return not self.batches and self.committer.running is None
+        return self.state.idle()
 
     def pending_files(self) -> int:
-        running = self.committer.running
-        return sum(len(b.jobs) for b in self.batches) + (len(running.jobs) if running else 0)
+        return self.state.pending_files()
 
+    # -- intake ---------------------------------------------------------------------------
     def submit(self, cands: list[Candidate]) -> None:
         """Open a batch of these files; versions already in the index are skipped."""
-        self._ids += 1
-        batch = Batch(self._ids)
+        lookup = self.writer.lookup
         versions = [v for c in cands if not c.checked and (v := c.version()) is not None]
-        known = self.writer.lookup.known(versions) if versions else set()
-        for c in cands:
-            if known and c.version() in known:
-                continue
-            if c.path in self.in_flight_paths:
-                # Same path already decoding: look again once that one is committed.
-                self._requeue(c)
-                continue
-            job = Job(c, batch)
-            batch.add(job)
-            self.in_flight_paths.add(c.path)
-            self.dispatcher.add(job)
-        if batch.jobs:
-            # A path with rows may have grown by whole pages: its worker is told the
-            # committed pages' digests and skips them if the file begins with them.
-            prior = self.writer.lookup.committed_pages([j.cand.path for j in batch.jobs])
-            for job in batch.jobs if prior else ():
-                job.prior = prior.get(job.cand.path)
-        self.batches.append(batch)
-        self.dispatcher.dispatch()
+        known = lookup.known(versions) if versions else set()
+        # A path with rows may have grown by whole pages: its worker is told the committed
+        # pages' digests and skips them if the file begins with them.
+        paths = dict.fromkeys(
+            c.path
+            for c in cands
+            if not (known and c.version() in known) and not self.state.in_flight(c.path)
+        )
+        prior = lookup.committed_pages(list(paths)) if paths else {}
+        self._feed(Submit(cands, known, prior, self.pool.capacity))
+        self.pool.flush()
 
-    def _requeue(self, cand: Candidate) -> None:
-        """Back to the feeder's queue; by the time it returns its version may be known."""
-        cand.checked = False
-        if self.requeue is not None:
-            self.requeue(cand)
-
-    # -- the loop's one step ----------------------------------------------------------
+    # -- the loop's one step --------------------------------------------------------------
     def step(self, timeout_s: float) -> None:
         """Wait up to `timeout_s` for worker results, handle them, commit what is complete."""
         if self.committer.running is not None:
             timeout_s = min(timeout_s, COMMIT_POLL_S)
+        if not self.state.busy:
+            self.idle_wait(timeout_s)
+            self.pool.poll(0)  # idle workers that died are replaced now, not at next use
+        else:
+            self._answers(*self.pool.poll(timeout_s))
+        self._reap(wait=False)
+        self._feed(Advance(self.pool.capacity))
+        self.pool.flush()
+
+    def _answers(self, done: list[tuple[Task, Outcome]], lost: list[Lost]) -> None:
+        """Hand a poll's answers in, with the lookups they need: the versions first read
+        unlike the feeder saw them, and the files of lost tasks no chunk had read."""
+        if not done and not lost:
+            return
+        check = self.state.versions_to_check(done)
+        known = self.writer.lookup.known(check) if check else frozenset()
+        on_disk = {
+            lo.task.task_id: _stat_version(lo.task.path) for lo in lost if lo.task.version is None
+        }
+        self._feed(Answers(done, lost, known, on_disk))
+
+    def _reap(self, wait: bool, closing: bool = False) -> None:
+        """Hand a finished commit in; a full disk is its failure, unless the run is closing
+        (nobody would take its files back: the error ends the run, as any other does)."""
+        batch_id = self.committer.running
         try:
-            if not self.dispatcher.busy:
-                self.idle_wait(timeout_s)
-                self.pool.poll(0)  # idle workers that died are replaced now, not at next use
-            else:
-                done, lost = self.pool.poll(timeout_s)
-                for task, out in done:
-                    self.outcomes.finish(task, out)
-                for lo in lost:
-                    self.outcomes.lost(lo)
-                self.outcomes.raise_dataset_error()
-            self._reap(wait=False)
-            self._commit_ready()
-            self.dispatcher.dispatch()
+            ev = self.committer.reap(wait)
         except DatasetFullError as e:
-            self._disk_full(e)
-
-    # -- commits ----------------------------------------------------------------------
-    def _commit_ready(self) -> None:
-        """Hand the head batch to the committer once all its files are resolved and its rows
-        are gathered; the next batches go on decoding while the commit fsyncs."""
-        if self.committer.running is not None or not self.batches:
+            if closing or batch_id is None:
+                raise
+            self._feed(CommitFailed(batch_id, str(e)))
             return
-        if not self.batches[0].resolved():
-            return
-        rows = self.rowmap.gather(self.batches[0])
-        if rows is None:
-            return  # a later batch's worker is still writing a row it needs
-        self.committer.start(self.batches.popleft(), rows)
+        if ev is not None:
+            self._feed(ev)
 
-    def _reap(self, wait: bool) -> None:
-        """Deliver a finished commit: its paths leave the in-flight set, then the callback
-        runs here, in the supervisor's thread. Its errors (disk full, EIO) surface here."""
-        batch = self.committer.running
-        got = self.committer.reap(wait)
-        if got is None or batch is None:
+    # -- running instructions -------------------------------------------------------------
+    def _feed(self, event: Event) -> None:
+        """One event into the machine; its instructions run after those already queued
+        (an instruction's own events are fed from inside the run)."""
+        self._queue.extend(self.state.handle(event))
+        if self._running:
             return
-        info, rows = got
-        self.rowmap.committed(rows)
-        for j in batch.jobs:
-            self.in_flight_paths.discard(j.cand.path)
-        if not self.batches and not self.dispatcher.busy:
-            self.rowmap.clear()  # only holes are left: give their space back
-            self.writer.discard_pending()
-        if self.on_commit is not None:
-            self.on_commit(info)
+        self._running = True
+        try:
+            while self._queue:
+                self._run(self._queue.popleft())
+        finally:
+            self._running = False
+            self._queue.clear()
 
-    def _disk_full(self, err: DatasetFullError) -> None:
-        """Give back the uncommitted rows and their space; every file of the open batches
-        goes back to the queue; intake pauses until there is room again."""
-        failed = []
-        running = self.committer.running
-        if running is not None:
+    def _run(self, ins: Instruction) -> None:
+        if isinstance(ins, Send):
+            self._send(ins)
+        elif isinstance(ins, Commit):
             try:
-                self._reap(wait=True)  # a commit already running may well succeed
-            except DatasetFullError:
-                failed.append(running)
-                self.committer.drop()
-        files = 0
-        for batch in [*failed, *self.batches]:
-            batch.aborted = True
-            for job in batch.jobs:
-                self.in_flight_paths.discard(job.cand.path)
-                self._requeue(job.cand)
-                files += 1
-        self.batches.clear()
-        self.dispatcher.clear()
-        self._drain()
-        # Only now: no commit reads the file and no worker writes a pending row any more.
-        self.writer.discard_pending()
-        self.rowmap.clear()
-        self.space.pause()
-        log.error(
-            "dataset.disk_full",
-            detail=str(err),
-            files_requeued=files,
-            action="nothing of the open batches was committed; paused until space returns",
-        )
+                self.committer.start(ins)
+            except DatasetFullError as e:  # a row move met a full disk: nothing committed
+                self._feed(CommitFailed(ins.batch_id, str(e)))
+        elif isinstance(ins, Report):
+            if self.on_commit is not None:
+                self.on_commit(ins.info)
+        elif isinstance(ins, Requeue):
+            ins.cand.checked = False  # by the time it returns its version may be known
+            if self.requeue is not None:
+                self.requeue(ins.cand)
+        elif isinstance(ins, CutPending):
+            self.writer.discard_pending()
+        elif isinstance(ins, WaitCommit):
+            self._reap(wait=True, closing=self.state.stopped)
+        elif isinstance(ins, Drain):
+            self._drain()
+        elif isinstance(ins, PauseIntake):
+            self._pause(ins)
+        elif isinstance(ins, RowWriteFailed):
+            path = self.writer.store.sink_path
+            if not ins.full:
+                raise DatasetIOError(path, f"{ins.detail}; not retried")
+            self._feed(DiskFull(str(DatasetFullError(path, ins.detail))))
+        else:  # pragma: no cover - the union above is exhaustive
+            raise TypeError(f"unknown instruction {ins!r}")
+
+    def _send(self, s: Send) -> None:
+        """A task to the pool, with where each of its rows lies in the store's file."""
+        w = self.writer
+        w.reserve(s.rows[-1] + 1)
+        offsets = tuple(map(w.offset, s.rows))
+        task = Task(s.task_id, s.path, s.root, s.first_page, s.rows, offsets, s.version, s.prefix)
+        self.pool.submit(task)
 
     def _drain(self) -> None:
         """Wait for every task in flight to answer (the pool's timeout bounds the wait)."""
-        while self.dispatcher.busy:
-            done, lost = self.pool.poll(0.1)
-            for task, out in done:
-                self.outcomes.finish(task, out)
-            for lo in lost:
-                self.outcomes.lost(lo)
-        self.outcomes.dataset_error = None
+        while self.state.busy:
+            self._answers(*self.pool.poll(DRAIN_POLL_S))
+        self._feed(Drained())
+
+    def _pause(self, ins: PauseIntake) -> None:
+        self.space.pause()
+        log.error(
+            "dataset.disk_full",
+            detail=ins.detail,
+            files_requeued=ins.files,
+            action="nothing of the open batches was committed; paused until space returns",
+        )
 
     def close(self) -> None:
         """Wait for a commit in flight (so a stop never drops a finished batch)."""
         try:
-            self._reap(wait=True)
+            self._feed(Stop())
         finally:
             self.committer.close()
             self.pool.close()
+
+
+def _stat_version(path: str) -> tuple[int, int]:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return (-1, -1)
+    return st.st_size, st.st_mtime_ns

@@ -9,7 +9,8 @@ other tasks it held are sent again (one finished but unanswered rewrites its row
 A worker that dies before it is ready held no file's blame: its slot is started again
 with backoff (`starts.py`) and its tasks go to the other workers, or wait in a backlog.
 Workers map the arena through a descriptor passed at spawn, so a removed /dev/shm file
-does not stop replacements from starting.
+does not stop replacements from starting. The pool decides nothing about files: it runs
+the tasks the state machine sends and reports what became of each.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ import structlog
 
 from ..config import ImageSpec, MetadataConfig
 from ..dataset.formats.sink import SinkSpec
+from ..decode.outcome import Outcome
 from .arena import Arena, SharedFd
-from .messages import READY, Failure, Result, Task
+from .messages import READY, Lost, Task
 from .starts import StartRetry
 from .worker import worker_main
 
@@ -69,17 +71,8 @@ class _Handle:
                 self.outbox = []  # it died: its sentinel reports it, its queue is resent
 
 
-@dataclass(frozen=True)
-class Lost:
-    """A task whose worker died or hung; `reason` is decoder_crash or timeout."""
-
-    task: Task
-    reason: str
-    detail: str
-
-
 class Pool:
-    """The worker processes (spawned, one pipe each) and the slot arena they share.
+    """The worker processes (spawned, one pipe each) and the heartbeat arena they share.
 
     Lives in the supervisor's main thread. `submit` sends a task to the least busy worker;
     `poll` collects results and replaces workers that died or overran `timeout_s`.
@@ -89,19 +82,15 @@ class Pool:
         self,
         spec: ImageSpec,
         workers: int,
-        slots_per_worker: int,
         timeout_s: float,
-        sink: SinkSpec | None = None,
+        sink: SinkSpec,
         metadata: MetadataConfig | None = None,
     ):
         self.spec, self.timeout_s = spec, timeout_s
         self.metadata = metadata
-        self.sink = sink  # where and how workers write pending rows; None: slots only
+        self.sink = sink  # where and how workers write pending rows
         self.ctx = mp.get_context("spawn")
-        # With a dataset, workers decode into their own scratch rows: the arena then holds
-        # only their heartbeats.
-        slots = workers * slots_per_worker if sink is None else 0
-        self.arena = Arena(spec, slots, workers)
+        self.arena = Arena(workers)
         self.handles: list[_Handle] = []  # live worker processes; a failing slot has none
         self.starts = StartRetry()
         self.backlog: deque[Task] = deque()  # tasks no live worker had room for
@@ -117,10 +106,9 @@ class Pool:
     def _spawn(self, index: int) -> _Handle:
         ours, theirs = self.ctx.Pipe()
         self.arena.reset_beat(index)
-        arena = (SharedFd(self.arena.fd), self.arena.n)
         proc = self.ctx.Process(
             target=worker_main,
-            args=(theirs, *arena, self.spec, self.sink, self.metadata, index),
+            args=(theirs, SharedFd(self.arena.fd), self.spec, self.sink, self.metadata, index),
             daemon=True,
             name="tiffsink-worker",
         )
@@ -224,11 +212,11 @@ class Pool:
         self.starts.failed(h.index, detail)
         return queued
 
-    def poll(self, timeout_s: float) -> tuple[list[tuple[Task, Result | Failure]], list[Lost]]:
+    def poll(self, timeout_s: float) -> tuple[list[tuple[Task, Outcome]], list[Lost]]:
         """Wait up to `timeout_s` for results; returns (finished, lost) and resubmits the
         innocent tasks that sat behind a lost one."""
         self.flush()
-        done: list[tuple[Task, Result | Failure]] = []
+        done: list[tuple[Task, Outcome]] = []
         lost: list[Lost] = []
         now = time.monotonic()
         busy = [h for h in self.handles if h.queue]

@@ -3,37 +3,34 @@
 Tasks come in bundles (several files per message, one answer per bundle). A worker
 decodes one task at a time into its own scratch rows, then writes each page into the
 pending slot of the dataset row the supervisor reserved for it (npy and uncompressed
-zarr: the row itself; compressed zarr: the row's encoded chunk); a task without rows
-(no dataset) leaves its pages in the shared-memory slots it names. Those rows are past
+zarr: the row itself; compressed zarr: the row's encoded chunk). Those rows are past
 the committed ones, so they stay invisible: only the supervisor fsyncs and commits them
 through the index, and a row a worker left torn (killed mid-write) is never committed.
-Answers carry metadata only (pixels never travel through the pipe). If a worker crashes
+Answers carry metadata only (pixels never travel through the pipe). Before each task the
+worker writes the task's id into its heartbeat in the shared-memory arena: if it crashes
 or hangs, the supervisor kills it, records the file it was on, and starts another.
 """
 
 from __future__ import annotations
 
 import ctypes
-import errno
 import mmap
 import os
 import signal
 import sys
-import time
 import traceback
 from multiprocessing.connection import Connection
 
 import numpy as np
 
 from ..config import ImageSpec, MetadataConfig
-from ..dataset.formats.sink import RowSink, SinkSpec
+from ..dataset.formats import RowSink, SinkSpec
 from ..decode import Decoder
 from ..decode.metadata import MetadataReader
-from ..decode.readfile import FileRead, read_pages
-from ..errors import DecodeError
+from ..decode.outcome import Outcome, decode_call, write_reason
 from ..testing import faults
 from .arena import BEAT, beat_offset
-from .messages import READY, Failure, Result, Task
+from .messages import READY, Task
 
 
 def _tune_malloc() -> None:
@@ -51,13 +48,10 @@ def _tune_malloc() -> None:
     libc.mallopt(m_trim_threshold, 1 << 30)
 
 
-def write_rows(
-    out: Result | Failure, task: Task, pages: list[np.ndarray], sink: RowSink
-) -> Result | Failure:
-    """Write a result's pages into their reserved pending slots; a write error becomes a
-    Failure the supervisor treats as the dataset's (disk full pauses intake, other errors
-    stop it)."""
-    if isinstance(out, Failure) or not task.rows:
+def write_rows(out: Outcome, task: Task, pages: list[np.ndarray], sink: RowSink) -> Outcome:
+    """Write an outcome's pages into their reserved pending slots; a write error becomes a
+    failure of the dataset's (disk full pauses intake, other errors stop it)."""
+    if out.failed:
         return out
     try:
         for i in range(len(out.pages)):
@@ -65,57 +59,21 @@ def write_rows(
             faults.before_row_write(task.path, sink.write, task.offsets[i], len(payload))
             sink.write(task.offsets[i], payload)
     except OSError as e:
-        reason = "dataset_full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "dataset_io_error"
-        return Failure(task.task_id, out.size, out.mtime_ns, reason, f"writing row: {e}")
+        return out.failure(write_reason(e), f"writing row: {e}")
     return out
 
 
-def run_task(
-    decoder: Decoder, task: Task, outs: list[np.ndarray], meta: MetadataReader
-) -> Result | Failure:
-    """Decode one task; every expected problem becomes a Failure naming the reason."""
-    t0 = time.perf_counter()
-    got = FileRead()
-    try:
-        read_pages(
-            decoder,
-            meta,
-            task.path,
-            task.root,
-            task.first_page,
-            outs,
-            task.version,
-            got,
-            task.prefix,
-        )
-    except DecodeError as e:
-        return Failure(task.task_id, got.size, got.mtime_ns, e.reason, e.detail)
-    except MemoryError as e:
-        reason, detail = "out_of_memory", str(e) or "MemoryError"
-        return Failure(task.task_id, got.size, got.mtime_ns, reason, detail)
-    except Exception as e:  # a decoder bug must cost one file, never the worker
-        detail = f"{type(e).__name__}: {e}"
-        return Failure(task.task_id, got.size, got.mtime_ns, "decoder_error", detail)
-    res = got.result
-    assert res is not None
-    ms = (time.perf_counter() - t0) * 1000
-    return Result(
-        task.task_id,
-        got.size,
-        got.mtime_ns,
-        res.pages_total,
-        res.pages,
-        res.content_hash,
-        ms,
-        got.meta_warning,
-        (res.overview, res.mask) if res.overview or res.mask else None,
-        got.prefix,
-    )
+def run_task(decoder: Decoder, task: Task, outs: list[np.ndarray], meta: MetadataReader) -> Outcome:
+    """Decode one task, as a Dask task decodes its files (`decode_call`)."""
+    return decode_call(
+        decoder, meta, task.task_id, task.path, task.root, task.first_page, outs,
+        task.version, task.prefix,
+    )  # fmt: skip
 
 
 class Scratch:
-    """A worker's own rows to decode into when the task's rows go to the dataset: the
-    shared-memory slots are needed only when pages stay there for the supervisor."""
+    """A worker's own rows to decode into, before each page is written to its dataset row;
+    grown to the largest task (at most `slots_per_worker` / 2 pages)."""
 
     def __init__(self, spec: ImageSpec) -> None:
         self.spec = spec
@@ -129,10 +87,9 @@ class Scratch:
 
 def worker_main(
     conn: Connection,
-    arena: int | str,
-    n_slots: int,
+    arena: int,
     spec: ImageSpec,
-    sink_spec: SinkSpec | None,
+    sink_spec: SinkSpec,
     metadata: MetadataConfig | None = None,
     index: int = 0,
 ) -> None:
@@ -147,18 +104,15 @@ def worker_main(
     import cv2
 
     cv2.setNumThreads(1)  # one process per core already; OpenCV's threads only contend
-    # The supervisor passes its arena's descriptor (a path from older callers and tests).
-    fd = arena if isinstance(arena, int) else os.open(arena, os.O_RDWR)
+    # The supervisor passes its arena's descriptor (SharedFd), not its name.
     try:
-        mm = mmap.mmap(fd, os.fstat(fd).st_size)
+        mm = mmap.mmap(arena, os.fstat(arena).st_size)
     finally:
-        os.close(fd)
-    slots = np.frombuffer(mm, dtype=spec.dtype, count=n_slots * int(np.prod(spec.row_shape)))
-    slots = slots.reshape((n_slots, *spec.row_shape))
-    beat_at = beat_offset(n_slots, spec, index)
+        os.close(arena)
+    beat_at = beat_offset(index)
     decoder = Decoder(spec)
     meta = MetadataReader(metadata or MetadataConfig())
-    sink = RowSink(sink_spec) if sink_spec is not None else None
+    sink = sink_spec.open()
     scratch = Scratch(spec)
     faults.at_worker_start()
     conn.send(READY)
@@ -169,19 +123,14 @@ def worker_main(
             return
         if bundle is None:
             return
-        outs: list[Result | Failure] = []
+        outs: list[Outcome] = []
         try:
             for fields in bundle:
                 task = Task(*fields)
                 BEAT.pack_into(mm, beat_at, task.task_id)
-                if sink is not None and task.rows:
-                    pages = scratch.take(len(task.rows))
-                else:
-                    pages = [slots[i] for i in task.slots]
+                pages = scratch.take(len(task.rows))
                 out = run_task(decoder, task, pages, meta)
-                if sink is not None:
-                    out = write_rows(out, task, pages, sink)
-                outs.append(out)
+                outs.append(write_rows(out, task, pages, sink))
         except BaseException:
             print(traceback.format_exc(), file=sys.stderr)
             raise

@@ -29,10 +29,12 @@ from ..dataset.meta import set_label
 from ..errors import DatasetIOError, DatasetLostError, RestartableError
 from ..feed.events import EventQueue
 from ..feed.names import NameFilter
+from ..feed.report import CommitInfo
 from ..feed.scan import Scanner
 from ..feed.watch import Watcher
-from ..pipeline import CommitInfo, Pipeline
+from ..pipeline import Pipeline
 from ..pipeline.arena import sweep_stale_arenas
+from ..signals import WITH_HANGUP, StopSignals
 from .disposal import Disposal
 from .fds import raise_soft_limit
 from .health import Health
@@ -41,7 +43,6 @@ from .intake import Intake
 from .keepalive import KeepAlive
 from .preflight import check_folders
 from .sdnotify import Notifier, watchdog_interval_s
-from .signals import WITH_HANGUP, StopSignals
 from .threadwatch import ThreadDeaths
 
 log = structlog.get_logger("tiffsink")

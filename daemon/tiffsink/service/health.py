@@ -15,9 +15,9 @@ from collections import Counter, deque
 from pathlib import Path
 from typing import Any, Protocol
 
-from .. import __version__
-from ..dataset.header import HEADER_BYTES
-from ..pipeline import CommitInfo
+from ..dataset.formats.npy.header import HEADER_BYTES
+from ..feed.report import CommitInfo
+from ..version import version
 from .fds import FdWatch
 from .metrics import Metrics
 
@@ -153,7 +153,7 @@ class Health:
             "host": self.host,
             "started": self.started,
             "uptime_s": round(time.time() - self.started, 1),
-            "version": __version__,
+            "version": version(),
             "disk": self._disk(),
         }
 

@@ -1,45 +1,76 @@
-"""`tiffsink ingest`: backfill existing folders through the same pipeline as the daemon.
+"""`tiffsink ingest`: backfill existing folders, on this machine or on a Dask cluster.
 
-The folder walk is lazy and only a few batches of paths are held at once, so the
-supervisor's memory does not grow with the number of files. A re-run skips every file
-version already in the index (rows or recorded failures): a backfill is resumable.
-Ctrl-C (or SIGTERM) commits the batch in flight; a second one stops at once.
+The one front end of both engines: it checks the request before anything is created,
+lists the files lazily (`feed.backfill`), opens the dataset, counts and shows progress,
+and turns Ctrl-C (or SIGTERM) into a stop request; the engine only decodes, writes and
+commits. A re-run skips every file version already in the index (rows or recorded
+failures): a backfill is resumable, whichever engine ran it before.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
-from ..batch import Batcher, Candidate
+from ..batch import Candidate
 from ..config import Config
 from ..dataset import DatasetWriter
 from ..dataset.meta import set_label
 from ..feed.backfill import Backfill
-from ..pipeline import CommitInfo, Pipeline
-from ..pipeline.arena import sweep_stale_arenas
+from ..feed.report import CommitInfo
+from ..signals import EX_INTERRUPTED, StopSignals
 from .progress import Progress, Summary
-from .signals import StopSignals
 
 log = structlog.get_logger("tiffsink")
 
-EX_INTERRUPTED = 130
+
+class Engine(Protocol):
+    """Decodes, writes and commits the candidates of one backfill."""
+
+    def check(self) -> None:
+        """Raise a TiffsinkError if this engine cannot serve the config (nothing made yet)."""
+
+    def run(
+        self,
+        writer: DatasetWriter,
+        cands: Callable[[Callable[[], None]], Iterator[Candidate]],
+        on_commit: Callable[[CommitInfo], None],
+        on_skip: Callable[[], None],
+        stop: StopSignals,
+    ) -> None:
+        """Ingest what `cands(on_skip)` lists; report each commit; end early on `stop`."""
 
 
-def ingest(config: Config, sources: list[Path], progress: bool | None = None) -> Summary:
+def engine_for(config: Config, scheduler: str | None) -> Engine:
+    """The local pool, or the Dask cluster at `scheduler` ("local" or an address)."""
+    if scheduler:
+        from ..cluster.ingest import ClusterEngine  # imports dask: only when asked for
+
+        return ClusterEngine(config, scheduler)
+    from ..pipeline.backfill import LocalEngine
+
+    return LocalEngine(config)
+
+
+def ingest(
+    config: Config,
+    sources: list[Path],
+    progress: bool | None = None,
+    scheduler: str | None = None,
+) -> Summary:
     """Backfill `sources` into `config.dataset.directory`; Ctrl-C commits what is in flight."""
+    engine = engine_for(config, scheduler)
+    engine.check()
     feed = Backfill(config, sources)
-    summary = Summary()
-    summary.files_total = feed.require_files()
-    sweep_stale_arenas()
+    summary = Summary(files_total=feed.require_files())
     writer = DatasetWriter(config.dataset.directory, config.image, config.dataset.storage)
     set_label(writer.conn, config.metadata.label)
     bar = Progress(summary, sys.stderr.isatty() if progress is None else progress)
-    batcher = Batcher(config.batch.max_files, config.batch.max_wait_ms)
 
     def on_commit(info: CommitInfo) -> None:
         done = summary.add(info)
@@ -50,52 +81,17 @@ def ingest(config: Config, sources: list[Path], progress: bool | None = None) ->
         summary.skip()
         bar.update(1)
 
+    def cands(skipped: Callable[[], None]) -> Iterator[Candidate]:
+        return feed.candidates(writer.lookup.known, skipped)
+
     stop = StopSignals(EX_INTERRUPTED, "tiffsink: second signal, stopping at once")
     t0 = time.monotonic()
     try:
         with stop:
-            pipeline = Pipeline(config, writer, on_commit, requeue=batcher.add)
-            try:
-                _drive(
-                    pipeline, batcher, feed.candidates(writer.lookup.known, on_skip), stop, config
-                )
-            finally:
-                pipeline.close()
+            engine.run(writer, cands, on_commit, on_skip, stop)
     finally:
         writer.close()
         bar.close()
     summary.seconds = time.monotonic() - t0
     summary.interrupted = stop.requested
     return summary
-
-
-def _drive(
-    pipeline: Pipeline,
-    batcher: Batcher,
-    cands: Iterator[Candidate],
-    stop: StopSignals,
-    config: Config,
-) -> None:
-    """Keep about two batches of paths queued, cut batches, step until all is committed."""
-    feed: Iterator[Candidate] | None = cands
-    stop_logged = False
-    while True:
-        while feed is not None and not stop.requested and len(batcher) < 2 * config.batch.max_files:
-            c = next(feed, None)
-            if c is None:
-                feed = None
-            else:
-                batcher.add(c)
-        if stop.requested and not stop_logged:
-            stop_logged = True
-            log.warning(
-                "ingest.stopping",
-                detail="committing the batch in flight; press again to stop at once",
-            )
-        flushing = feed is None or stop.requested
-        if not stop.requested and pipeline.can_accept() and batcher.ready(flush=flushing):
-            pipeline.submit(batcher.take())
-            continue
-        if pipeline.idle() and (stop.requested or (feed is None and not len(batcher))):
-            return
-        pipeline.step(0.05)

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
 from prometheus_client import Counter as PCounter
 from prometheus_client.exposition import generate_latest
 
-from .. import __version__
+from ..version import version
 
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900)
 
@@ -54,7 +54,7 @@ class Metrics:
         self.http_connections = Gauge(
             "tiffsink_http_connections", "Open connections to this HTTP endpoint", registry=reg
         )
-        Info("tiffsink_build", "tiffsink version", registry=reg).info({"version": __version__})
+        Info("tiffsink_build", "tiffsink version", registry=reg).info({"version": version()})
 
     def render(self) -> bytes:
         """The text exposition format."""

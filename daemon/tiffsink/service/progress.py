@@ -1,4 +1,7 @@
-"""How a backfill reports: a running summary, and a progress bar or periodic log lines."""
+"""How a backfill reports: a running summary, and a progress bar or periodic log lines.
+
+The ingest front end (`ingest.py`) keeps them, whichever engine runs the backfill.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from ..pipeline import CommitInfo
+from ..feed.report import CommitInfo
 
 log = structlog.get_logger("tiffsink")
 

@@ -1,83 +1,80 @@
-"""The storage backend ABC: where a dataset's rows live, one implementation per format.
+"""A storage format as one object: every side of it, and what it can do.
 
-Every format keeps the same commit protocol (docs/dataset.md), driven by the writer:
-  1. rows are written into pending slots past the committed rows (by the workers, at the
-     byte offsets `offset` gives), invisible to readers;
-  2. `make_durable` puts them where readers will look and fsyncs them;
-  3. the writer's index transaction is the commit point;
-  4. `publish` raises the row count readers see (npy header, zarr.json shape).
-`recover` makes the store agree with the index's committed count on open.
+Modelled on zarr-python v3's stores: one class per backend owns the writer's store, the
+reader, the consistency check and the files that make a folder this format; callers ask
+it, or a capability property on it (`whole_shards`), and never compare format names.
+The registry (`registry.py`) picks the object for a `[dataset]` config.
 """
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
 
 from ...config import ImageSpec, Storage
-from .sink import SinkSpec
+from ..layout import Layout
+from .store import RowStore
 
 
-class RowStore(ABC):
-    """The rows of one dataset; owned by its DatasetWriter (supervisor main thread for
-    pending slots, committer thread for `make_durable` and `publish`)."""
+class RowReader(ABC):
+    """The committed rows of one dataset as a reader maps them (read-only, any process).
 
-    path: Path  # what error messages name: images.npy or images.zarr
-    pending_path: Path  # the file of pending slots workers write into
-    slot_bytes: int
+    `images` is what `Dataset.images` shows: npy's memmap (N, H, W[, C]) or the zarr
+    array (N, [C,] H, W).
+    """
 
-    def __init__(self, spec: ImageSpec, storage: Storage) -> None:
-        self.spec, self.storage = spec, storage
-        self.pending_fd = -1
-
-    def sink(self) -> SinkSpec:
-        return SinkSpec(str(self.pending_path), self.storage, self.spec.row_bytes)
+    images: Any
 
     @abstractmethod
-    def claimed_rows(self) -> int:
-        """The row count the store itself states (to refuse rows without an index)."""
+    def refresh(self, committed: Callable[[], int], snapshot: bool) -> int:
+        """Map every row committed by now; `committed` reads the index's count, called at
+        the moment this format needs it (zarr: after its shape). Returns the row count."""
 
     @abstractmethod
-    def recover(self, n: int) -> None:
-        """Make the store hold exactly the `n` committed rows, and no pending slots."""
+    def take(self, rows: np.ndarray, n: int) -> np.ndarray:
+        """Rows (each < n, the committed count), in the given order, as (k, H, W[, C])."""
+
+    def read(self, start: int, stop: int, n: int) -> np.ndarray:
+        """Rows start..stop-1 (capped at n) as (k, H, W[, C])."""
+        return np.asarray(self.images[start : min(stop, n)])
+
+
+class Format(ABC):
+    """One storage format: its store, reader, check and files on disk."""
+
+    name: str  # the `[dataset] format` value this object serves
+    # Capability: shards may be written whole by other hosts (a Dask backfill) through
+    # the store's `shard_writer`, and committed with `DatasetWriter.commit_written`.
+    whole_shards: bool = False
+
+    def identity(self, storage: Storage) -> dict[str, Any]:
+        """What the index's meta remembers of the storage config: its identity (a config
+        that differs in these keys is refused). By default every key."""
+        return {k: getattr(storage, k) for k in storage.__dataclass_fields__}
 
     @abstractmethod
-    def offset(self, row: int) -> int:
-        """Byte offset in `pending_path` of a pending row's slot."""
+    def on_disk(self, layout: Layout) -> bool:
+        """Whether the folder holds this format's rows (by its files)."""
 
     @abstractmethod
-    def cut_pending(self, committed: int) -> None:
-        """Drop every pending slot and give its space back."""
+    def bytes_on_disk(self, layout: Layout) -> int:
+        """What the rows take on disk (`tiffsink status`)."""
 
     @abstractmethod
-    def has_pending(self, committed: int) -> bool:
-        """Whether bytes past the committed rows are on disk (close cuts them)."""
+    def open_store(self, layout: Layout, spec: ImageSpec, storage: Storage) -> RowStore:
+        """The writer's store, created on disk if missing (the caller holds the lock)."""
 
     @abstractmethod
-    def make_durable(self, first: int, count: int) -> None:
-        """Steps 1-2: pending rows first..first+count-1 durable where readers will look."""
+    def open_reader(self, layout: Layout, spec: ImageSpec, storage: Storage) -> RowReader:
+        """A reader of the committed rows (nothing is mapped before `refresh`)."""
 
     @abstractmethod
-    def publish(self, n: int) -> None:
-        """Step 4, after the index commit: readers may now see `n` rows."""
-
-    def read_slot(self, row: int) -> bytes:
-        """A pending row's slot, as its worker wrote it."""
-        return os.pread(self.pending_fd, self.slot_bytes, self.offset(row))
-
-    def write_slot(self, row: int, data: bytes) -> None:
-        os.pwrite(self.pending_fd, data, self.offset(row))
-
-    def swap(self, a: int, b: int) -> None:
-        sa, sb = self.read_slot(a), self.read_slot(b)
-        self.write_slot(b, sa)
-        self.write_slot(a, sb)
-
-    def copy(self, src: int, dst: int) -> None:
-        self.write_slot(dst, self.read_slot(src))
-
-    def close(self) -> None:
-        if self.pending_fd >= 0:
-            os.close(self.pending_fd)
-            self.pending_fd = -1
+    def check(
+        self, layout: Layout, spec: ImageSpec, storage: Storage, n: int, busy: bool
+    ) -> tuple[list[str], list[str]]:
+        """(problems, notes) about the rows given `n` committed ones (`tiffsink verify`);
+        what a commit in progress explains is a note while `busy` (a writer holds the
+        lock), a problem otherwise."""

@@ -1,4 +1,4 @@
-"""`tiffsink verify` for a zarr dataset: zarr.json, the OME metadata and every shard index.
+"""`tiffsink verify` for both zarr formats: zarr.json, the OME metadata and every shard index.
 
 Reads only zarr.json files and each shard's index (not the chunks), so it is quick on a
 large dataset. A lagging shape or data past the committed rows is a note while a writer
@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 import os
 
-from ...config import ImageSpec, Storage
-from ..layout import ARRAY, Layout
+from ....config import ImageSpec, Storage
+from ...layout import ARRAY, Layout
 from . import ome, shard
 
 
 def check_zarr(
-    lay: Layout, spec: ImageSpec, storage: Storage, n: int, busy: bool
+    lay: Layout, spec: ImageSpec, storage: Storage, n: int, busy: bool, fixed_slots: bool
 ) -> tuple[list[str], list[str]]:
-    """(problems, notes) about images.zarr given `n` committed rows."""
+    """(problems, notes) about images.zarr given `n` committed rows. With `fixed_slots`
+    (uncompressed rows) a shard's index names every slot from the start, so chunks past
+    the committed rows say nothing."""
     problems: list[str] = []
     notes: list[str] = []
     array = lay.zarr / ARRAY
@@ -59,8 +61,7 @@ def check_zarr(
             continue
         if not all(present[:want]):
             problems.append(f"{path}: holds {sum(present[:want])} of its {want} committed rows")
-        # Uncompressed shards name every slot in their index from the start (dense.py).
-        if storage.compression != "none" and any(present[want:]):
+        if not fixed_slots and any(present[want:]):
             lag(f"{path}: holds rows past the committed ones (an unfinished batch)")
     cdir = array / "c"
     beyond = (

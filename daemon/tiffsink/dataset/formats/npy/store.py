@@ -1,4 +1,4 @@
-"""The npy backend: rows at their final place in `images.npy`, behind a rewritable header.
+"""The npy store: rows at their final place in `images.npy`, behind a rewritable header.
 
 A pending row's slot is its final row, so workers write straight into the file; durable
 is one fdatasync; publishing is one pwrite of the header's row count.
@@ -6,11 +6,15 @@ is one fdatasync; publishing is one pwrite of the header's row count.
 
 from __future__ import annotations
 
-from ...config import ImageSpec, Storage
-from ...errors import DatasetError
-from ..layout import Layout
-from ..rows import RowFile
-from .base import RowStore
+import os
+from pathlib import Path
+
+from ....config import ImageSpec, Storage
+from ....errors import DatasetError
+from ...layout import Layout
+from ..store import RowStore
+from .rows import RowFile
+from .sink import NpySinkSpec
 
 
 class NpyStore(RowStore):
@@ -18,10 +22,16 @@ class NpyStore(RowStore):
 
     def __init__(self, layout: Layout, spec: ImageSpec, storage: Storage) -> None:
         super().__init__(spec, storage)
-        self.path = self.pending_path = layout.images
+        self.path = self.sink_path = layout.images
         self.slot_bytes = spec.row_bytes
         self.rows = RowFile(layout.images, spec)
         self.pending_fd = self.rows.fd
+
+    def sink(self) -> NpySinkSpec:
+        return NpySinkSpec(str(self.path))
+
+    def watched(self) -> tuple[list[Path], list[Path]]:
+        return [self.path], []
 
     def claimed_rows(self) -> int:
         return self.rows.header_rows()
@@ -58,3 +68,14 @@ class NpyStore(RowStore):
 
     def publish(self, n: int) -> None:
         self.rows.set_header_rows(n)
+
+    def read_slot(self, row: int) -> bytes:
+        return os.pread(self.pending_fd, self.slot_bytes, self.offset(row))
+
+    def write_slot(self, row: int, data: bytes) -> None:
+        os.pwrite(self.pending_fd, data, self.offset(row))
+
+    def close(self) -> None:
+        if self.pending_fd >= 0:
+            self.rows.close()
+            self.pending_fd = -1

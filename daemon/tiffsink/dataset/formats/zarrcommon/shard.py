@@ -6,7 +6,7 @@ the shard object is replaced atomically (zarr-python writes shard files in place
 reader or a crash could see half done). The format is the spec's: the inner chunks one
 after another, then for every inner chunk (in C order) an (offset, nbytes) pair of
 little-endian uint64, followed by the crc32c of those pairs. A chunk that is not there
-has both set to 2**64-1. zarr-python reads what this writes (tests/test_zarr_format.py).
+has both set to 2**64-1. zarr-python reads what this writes (tests/test_zarr.py).
 """
 
 from __future__ import annotations
@@ -60,6 +60,12 @@ def index_for(sizes: Sequence[int], n_chunks: int) -> bytes:
         offset += n
     idx = table.tobytes()
     return idx + struct.pack("<I", google_crc32c.value(idx))
+
+
+def dense_index(n_chunks: int, chunk_bytes: int) -> bytes:
+    """The index of a shard whose every chunk k lies at k * chunk_bytes (uncompressed rows
+    all have one size): it names every slot, written or not."""
+    return index_for([chunk_bytes] * n_chunks, n_chunks)
 
 
 def parse(data: bytes, n_chunks: int) -> list[bytes | None]:

@@ -18,6 +18,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+EX_INTERRUPTED = 130  # what a backfill stopped by a signal exits with (128 + SIGINT)
 WITH_HANGUP = (*SIGNALS, signal.SIGHUP)
 
 

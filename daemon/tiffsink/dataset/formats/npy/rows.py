@@ -7,34 +7,17 @@ rows are invisible to readers until the header and index say otherwise.
 
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 
-from ..config import ImageSpec
-from ..errors import DatasetError, DatasetFullError
+from ....config import ImageSpec
+from ....errors import DatasetError, DatasetFullError
+from ...fsio import FULL, fsync_dir, os_error_name, pwrite_all
 from . import header
-
-_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-def os_error_name(e: BaseException) -> str:
-    """ "ENOSPC (No space left on device)" for an OSError, else the type and message."""
-    if isinstance(e, OSError) and e.errno:
-        return f"{errno.errorcode.get(e.errno, 'errno ' + str(e.errno))} ({e.strerror})"
-    return f"{type(e).__name__}: {e}"
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class RowFile:
-    """Rows of `spec` in one .npy file: create, check, write, move, cut, sync.
+    """Rows of `spec` in one .npy file: create, check, write, cut, sync.
 
     Owned by the DatasetWriter; its fd is used by the main thread (writes) and the
     committer thread (fdatasync, header), never for the same rows at once.
@@ -92,24 +75,12 @@ class RowFile:
         """Write one row at its place; ENOSPC/EDQUOT become DatasetFullError."""
         if len(data) != self.row_bytes:
             raise ValueError(f"row is {len(data)} bytes, expected {self.row_bytes}")
-        off, view = self.offset(row), memoryview(data)
         try:
-            while view:
-                n = os.pwrite(self.fd, view, off)
-                view, off = view[n:], off + n
+            pwrite_all(self.fd, memoryview(data), self.offset(row))
         except OSError as e:
-            if e.errno in _FULL:
+            if e.errno in FULL:
                 raise DatasetFullError(self.path, f"{os_error_name(e)} writing rows") from e
             raise
-
-    def swap(self, a: int, b: int) -> None:
-        ra = os.pread(self.fd, self.row_bytes, self.offset(a))
-        rb = os.pread(self.fd, self.row_bytes, self.offset(b))
-        os.pwrite(self.fd, ra, self.offset(b))
-        os.pwrite(self.fd, rb, self.offset(a))
-
-    def copy(self, src: int, dst: int) -> None:
-        os.pwrite(self.fd, os.pread(self.fd, self.row_bytes, self.offset(src)), self.offset(dst))
 
     def cut(self, rows: int) -> None:
         """Make the file exactly `rows` rows long."""

@@ -18,10 +18,10 @@ from typing import Any
 
 import structlog
 
-from ...config import ImageSpec, Storage
-from ...errors import DatasetError
-from ..layout import ARRAY, Layout
-from ..rows import fsync_dir
+from ....config import ImageSpec, Storage
+from ....errors import DatasetError
+from ...fsio import fsync_dir
+from ...layout import ARRAY, Layout
 from .codec import chunk_shape, zarr_compressors
 
 log = structlog.get_logger("tiffsink")

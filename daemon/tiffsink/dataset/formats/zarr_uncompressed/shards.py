@@ -9,8 +9,8 @@ but lies beyond zarr.json's shape, which is raised only after the index commit: 
 asks for it. Durable is an fdatasync per shard touched; nothing is copied.
 
 A full shard laid out this way is byte for byte the shard that `shard.build` writes for
-the same rows (chunks back to back from 0), so shards written whole elsewhere (the
-cluster's tasks) are the same files.
+the same rows (chunks back to back from 0). Shards written whole (the cluster's tasks)
+take this layout too, through `ShardWriter` with fixed slots.
 """
 
 from __future__ import annotations
@@ -19,13 +19,8 @@ import errno
 import os
 from pathlib import Path
 
-from . import shard
-from .holes import punch_hole
-
-
-def dense_index(n_chunks: int, chunk_bytes: int) -> bytes:
-    """The index of a shard whose every chunk k lies at k * chunk_bytes."""
-    return shard.index_for([chunk_bytes] * n_chunks, n_chunks)
+from ...fsio import punch_hole, pwrite_all
+from ..zarrcommon import shard
 
 
 class DenseShards:
@@ -39,7 +34,7 @@ class DenseShards:
     def __init__(self, array: Path, rows_per_shard: int, row_bytes: int, ndim: int) -> None:
         self.array, self.S, self.row_bytes, self.ndim = array, rows_per_shard, row_bytes, ndim
         self.body = rows_per_shard * row_bytes
-        self.index = dense_index(rows_per_shard, row_bytes)
+        self.index = shard.dense_index(rows_per_shard, row_bytes)
         self.size = self.body + len(self.index)
 
     def path(self, s: int) -> Path:
@@ -140,26 +135,3 @@ class DenseShards:
                     pwrite_all(fd, zeros, at)
         finally:
             os.close(fd)
-
-    def rewrite(self, tmp: Path, s: int, chunks: list[bytes]) -> None:
-        """Replace shard `s` with a dense one holding `chunks` first (tmp, fsync, rename):
-        a shard written whole elsewhere, or a torn index, becomes this layout again."""
-        dest = self.path(s)
-        part = tmp / f"{dest.name}.dense.tmp"
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            for k, c in enumerate(chunks):
-                pwrite_all(fd, memoryview(c), k * self.row_bytes)
-            pwrite_all(fd, memoryview(self.index), self.body)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(part, dest)
-
-
-def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
-    """pwrite all of `data`, resuming after short writes."""
-    data = data.cast("B")
-    while data:
-        n = os.pwrite(fd, data, offset)
-        data, offset = data[n:], offset + n

@@ -1,29 +1,17 @@
 """How one row becomes one Zarr inner chunk: channels first, little-endian, compressed.
 
 The same encoding runs in the workers (which write encoded rows into pending slots), in
-recovery and in `export`; zarr-python decodes it with the codecs named in zarr.json, which
+cluster tasks and in readers; zarr-python decodes it with the codecs named in zarr.json, which
 `zarr_compressors` builds from the same `Storage`.
 """
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 import numpy as np
 
-from ...config import Storage
-
-LENGTH = struct.Struct("<Q")  # a pending slot starts with its chunk's length
-
-
-def slot_bytes(row_bytes: int) -> int:
-    """Room for one encoded row in the pending file: the codecs' worst case plus its length.
-
-    zstd, blosc and deflate all stay under n + n/128 + a small constant on data they
-    cannot shrink.
-    """
-    return LENGTH.size + row_bytes + row_bytes // 128 + 1024
+from ....config import Storage
 
 
 def compressor(storage: Storage) -> Any:

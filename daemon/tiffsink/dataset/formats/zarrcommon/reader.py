@@ -1,0 +1,106 @@
+"""Reading a zarr dataset: the zarr-python array of its committed rows, and fast random
+rows straight from the shards for training loops.
+
+The array's shape is raised only after the index commit, so zarr.json (read before the
+index) never claims an uncommitted row; it may lag by one batch. zarr-python reads any
+selection correctly but spends milliseconds of asyncio per chunk; a training loop wants
+batches of random rows. The shards are tiffsink's own (one chunk per row, index at the
+end), so `take` preads one row's chunk directly and decodes it with the array's codec.
+Full shards are never rewritten (only the partly filled last one is), so their indexes
+are cached; the last shard's is read again on every access.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ....config import ImageSpec, Storage
+from ....errors import DatasetError
+from ..base import RowReader
+from . import codec, shard
+
+
+class ShardReader:
+    """Reads rows of one zarr dataset's array by row number (read-only, any process)."""
+
+    def __init__(self, array: Path, spec: ImageSpec, storage: Storage) -> None:
+        self.array, self.spec, self.S = array, spec, storage.shard_rows
+        self.codec: Any = codec.compressor(storage)
+        self.shape = codec.chunk_shape(spec.row_shape)
+        self.ndim = 1 + len(self.shape)
+        self._tables: dict[int, np.ndarray] = {}  # full shards' (offset, nbytes) tables
+
+    def _path(self, s: int) -> Path:
+        return shard.path(self.array, s, self.ndim)
+
+    def _table(self, s: int, fd: int) -> np.ndarray:
+        table = self._tables.get(s)
+        if table is not None:
+            return table
+        size = os.fstat(fd).st_size
+        ib = shard.index_bytes(self.S)
+        tail = os.pread(fd, ib, size - ib)
+        table = shard.parse_table(tail, self.S, size - ib)
+        if (table[:, 0] != shard.MISSING).all():
+            self._tables[s] = table  # a full shard is never rewritten
+        return table
+
+    def take(self, rows: Sequence[int], n: int) -> np.ndarray:
+        """Rows (each < n, the committed count) as (k, H, W[, C])."""
+        out = np.empty((len(rows), *self.spec.row_shape), self.spec.dtype)
+        order = np.argsort(rows, kind="stable")
+        fd, open_s = -1, -1
+        try:
+            for i in order:
+                r = int(rows[i])
+                if not 0 <= r < n:
+                    raise IndexError(f"row {r} is not committed (dataset has {n})")
+                s = r // self.S
+                if s != open_s:
+                    if fd >= 0:
+                        os.close(fd)
+                    fd, open_s = os.open(self._path(s), os.O_RDONLY), s
+                off, nbytes = self._table(s, fd)[r % self.S]
+                data = os.pread(fd, int(nbytes), int(off))
+                chunk = codec.decode(data, self.codec, self.shape, self.spec.dtype)
+                out[i] = codec.from_chunk(chunk)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        return out
+
+
+class ZarrReader(RowReader):
+    """The zarr array (N, [C,] H, W) as `images`; rows as (k, H, W[, C]) from `read`/`take`."""
+
+    def __init__(self, array: Path, spec: ImageSpec, storage: Storage) -> None:
+        self.array, self.spec, self.storage = array, spec, storage
+        self.images: Any = np.empty((0, *spec.row_shape), np.dtype(spec.dtype).newbyteorder("<"))
+        self._shards: ShardReader | None = None
+
+    def refresh(self, committed: Callable[[], int], snapshot: bool) -> int:
+        import zarr  # only zarr datasets pay for the import
+
+        try:
+            # Shape before the index: what zarr.json says was committed before we look.
+            self.images = zarr.open_array(self.array, mode="r")
+        except (OSError, ValueError) as e:
+            raise DatasetError(self.array, f"cannot open the zarr array: {e}") from e
+        n = committed()
+        if self.images.shape[0] > n and not snapshot:
+            raise DatasetError(self.array, f"shape says {self.images.shape[0]} rows, index {n}")
+        return min(n, int(self.images.shape[0]))  # a snapshot may lag the shape
+
+    def take(self, rows: np.ndarray, n: int) -> np.ndarray:
+        if self._shards is None:
+            self._shards = ShardReader(self.array, self.spec, self.storage)
+        return self._shards.take(rows.tolist(), n)
+
+    def read(self, start: int, stop: int, n: int) -> np.ndarray:
+        data = np.asarray(self.images[start : min(stop, n)])
+        return data.transpose(0, 2, 3, 1) if data.ndim == 4 else data
