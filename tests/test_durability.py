@@ -123,6 +123,7 @@ def test_kill_minus_nine_torture(tmp_path: Path) -> None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(1800)  # 300 start-kill rounds take ~5 min on 2 cores, beyond the default
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_kill_minus_nine_soak(tmp_path: Path, fmt: str) -> None:
     """The same, for 300 kills (run with --soak), in either format."""
