@@ -10,13 +10,15 @@ consumed.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
 
-WINDOW_SHARDS = 8  # shards whose rows are shuffled together (and fetched together)
+WINDOW_SHARDS = 4  # shards whose rows are shuffled together (and fetched together)
+PREFETCH = 2  # windows fetched ahead of the one being read
 
 
 class _Rows(Protocol):
@@ -61,12 +63,14 @@ def batches(
     windows = order(len(ds), rows_per_shard, shuffle, seed, epoch)
     rows_left = np.empty(0, np.int64)
     imgs_left: np.ndarray | None = None
-    with ThreadPoolExecutor(1) as pool:
-        ahead: Future[np.ndarray] | None = pool.submit(ds.take, windows[0]) if windows else None
+    with ThreadPoolExecutor(PREFETCH) as pool:
+        ahead: deque[Future[np.ndarray]] = deque(
+            pool.submit(ds.take, w) for w in windows[:PREFETCH]
+        )
         for i, rows in enumerate(windows):
-            assert ahead is not None
-            imgs = ahead.result()
-            ahead = pool.submit(ds.take, windows[i + 1]) if i + 1 < len(windows) else None
+            imgs = ahead.popleft().result()
+            if i + PREFETCH < len(windows):
+                ahead.append(pool.submit(ds.take, windows[i + PREFETCH]))
             if imgs_left is not None and len(rows_left):
                 rows, imgs = np.concatenate([rows_left, rows]), np.concatenate([imgs_left, imgs])
             k = len(rows) - len(rows) % batch_size

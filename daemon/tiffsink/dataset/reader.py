@@ -134,6 +134,10 @@ class Dataset(RowMeta):
         """Rows start..stop-1 as a numpy array (N, H, W[, C]), whatever the format."""
         return self._rows.read(start, stop, len(self))
 
+    def full_shard(self, s: int, rows_per_shard: int) -> bytes | None:
+        """Committed full shard `s` as a Zarr shard object, if the format stores one."""
+        return self._rows.full_shard(s, rows_per_shard, len(self))
+
     def rows_for(self, source: str | os.PathLike[str]) -> list[RowRecord]:
         """Index records of every committed row from this source path, in row order."""
         return [r for r in index.rows_for_source(self.conn, os.fspath(source)) if r.row < len(self)]

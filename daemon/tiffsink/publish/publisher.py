@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..dataset import index, lock, open_dataset
 from ..dataset.records import RowRecord
 from ..dataset.remote import keys
@@ -164,7 +166,10 @@ class Publisher:
         objects: list[tuple[str, Any]] = []
         for send in sends:
             first = send.shard * self.S
-            rows = self.ds.read(first, first + send.rows)
+            # A full shard the local format already holds is copied as it is; any other
+            # is made from the committed rows.
+            whole = self.ds.full_shard(send.shard, self.S) if send.full else None
+            rows = whole if whole is not None else self.ds.read(first, first + send.rows)
             objects.append((keys.shard_key(send.shard, self.image.ndim), rows))
         indexes = [
             (keys.index_key(send.shard), index.row_records(self.ds.conn, first, first + send.rows))
@@ -172,7 +177,7 @@ class Publisher:
             for first in [send.shard * self.S]
         ]
         with ThreadPoolExecutor(PUT_THREADS) as pool:
-            list(pool.map(lambda o: self._put(o[0], self.image.shard(o[1])), objects))
+            list(pool.map(lambda o: self._put(o[0], self._shard_bytes(o[1])), objects))
             list(pool.map(lambda o: self._put(o[0], keys.encode_records(o[1])), indexes))
         n = reached(sends, self.S)
         self._put(keys.ARRAY_JSON, self.image.array_json(self.array_doc, n))
@@ -182,6 +187,9 @@ class Publisher:
         self.state.remote_rows = n
         self._lag(local)
         return done
+
+    def _shard_bytes(self, data: bytes | np.ndarray) -> bytes:
+        return data if isinstance(data, bytes) else self.image.shard(data)
 
     def _put(self, key: str, data: bytes) -> None:
         self.target.put(key, data)

@@ -54,13 +54,17 @@ class RemoteRows(RowReader):
             raise IndexError(f"rows outside 0..{n - 1}")
         S = self.image.rows_per_shard
         out = np.empty((len(rows), *self.image.spec.row_shape), self.image.spec.dtype)
-        shards = sorted({int(r) // S for r in rows})
-        with ThreadPoolExecutor(min(GET_THREADS, max(1, len(shards)))) as pool:
-            got = dict(
-                zip(shards, pool.map(self._shard_rows, shards, [n] * len(shards)), strict=True)
-            )
+        by_shard: dict[int, list[int]] = {}
         for i, r in enumerate(rows.tolist()):
-            out[i] = got[r // S][r % S]
+            by_shard.setdefault(r // S, []).append(i)
+
+        def fill(s: int) -> None:  # each thread decodes its shard's rows straight into `out`
+            where = by_shard[s]
+            got = self._shard_rows(s, n)
+            out[where] = got[rows[where] - s * S]
+
+        with ThreadPoolExecutor(min(GET_THREADS, max(1, len(by_shard)))) as pool:
+            list(pool.map(fill, by_shard))
         return out
 
     def read(self, start: int, stop: int, n: int) -> np.ndarray:
