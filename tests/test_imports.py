@@ -17,7 +17,7 @@ RANKS: list[tuple[str, ...]] = [
     ("config", "signals"),
     ("decode", "batch"),
     ("dataset",),
-    ("feed",),
+    ("feed", "publish"),  # the feeders, and the publisher of committed rows
     ("pipeline", "cluster"),  # the two engines, side by side
     ("service",),
     ("cli",),

@@ -3,6 +3,7 @@ they describe (rows with a `well` and a `channel` from the path), in npy and zar
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -15,6 +16,7 @@ from tiffsink.cli.parser import build_parser
 
 from conftest import ROOT, run_cli, small_sections, write_config
 from daemon_harness import source_array, tiff_bytes
+from s3server import CREDENTIALS, S3Server
 
 README = (ROOT / "README.md").read_text()
 PATTERN = r"(?P<well>[A-P]\d\d)_(?P<channel>[A-Za-z]+)_\d+\.tif"
@@ -65,9 +67,22 @@ def test_each_python_snippet_runs(workdir: Path, index: int) -> None:
     code = blocks("python")[index]
     if ("images.zarr" in code) != (workdir / "dataset" / "images.zarr").exists():
         pytest.skip("this snippet is for the other format")
-    r = subprocess.run(
-        [sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, timeout=120
-    )
+    env = dict(os.environ)
+    server = None
+    if "s3://bucket/prefix" in code:  # a real S3 API server holding the dataset's copy
+        server = S3Server()
+        env |= {**CREDENTIALS, "AWS_ENDPOINT_URL": server.endpoint}
+        server.bucket("bucket")
+        p = run_cli("publish", str(workdir / "dataset"), "s3://bucket/prefix", env=env)
+        assert p.returncode == 0, p.stderr
+    try:
+        r = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=workdir, capture_output=True, text=True, timeout=120, env=env,
+        )  # fmt: skip
+    finally:
+        if server is not None:
+            server.stop()
     assert r.returncode == 0, f"{code}\n{r.stderr}"
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .dataset import Dataset, open_dataset
+from .dataset import Collection, Dataset, open_collection, open_dataset
 
-__all__ = ["Dataset", "__version__", "open_dataset"]
+__all__ = ["Collection", "Dataset", "__version__", "open_collection", "open_dataset"]
 
 
 def __getattr__(name: str) -> str:

@@ -83,6 +83,15 @@ class ClusterError(TiffsinkError):
     """The Dask cluster cannot run this backfill (unreachable, wrong workers, wrong format)."""
 
 
+class PublishError(TiffsinkError):
+    """A publish target that cannot be used as asked: a bad URL, another dataset there, or a
+    remote copy that is not what its own index says."""
+
+
+class PublishHeldError(PublishError):
+    """Another publisher holds the target's lease: two writers never share a target."""
+
+
 class WorkerStartError(RestartableError):
     """Worker processes kept dying before they were ready, past the retry bound: the
     environment is broken (a missing library, no memory), not a file. Failing every file

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -85,7 +86,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ..dataset.verify import repair, verify
     from ..errors import DatasetLockedError
 
-    if args.repair:
+    if "://" in args.dataset or args.against:
+        from ..dataset.remote.verify import verify_remote
+
+        if args.repair:
+            raise ConfigError(None, "--repair", "repairs a local dataset only")
+        if args.against:
+            rep = verify_remote(args.against, Path(args.dataset))
+        else:
+            rep = verify_remote(args.dataset)
+    elif args.repair:
         try:
             rep = repair(args.dataset)
         except DatasetLockedError as e:
@@ -106,6 +116,32 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if rep.ok else 1
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from ..publish import Follower, Publisher
+    from ..signals import EX_INTERRUPTED, StopSignals
+
+    dataset, url = Path(args.dataset), args.url
+    stop = StopSignals(EX_INTERRUPTED, "tiffsink: second signal, stopping at once")
+
+    def wait(seconds: float) -> bool:
+        """Pace retries and polls; True once a stop was asked for."""
+        deadline = time.monotonic() + seconds
+        while not stop.requested and time.monotonic() < deadline:
+            time.sleep(min(0.05, seconds))
+        return stop.requested
+
+    def make() -> Publisher:
+        return Publisher(dataset, url, tail_interval_s=args.tail_interval_ms / 1000)
+
+    with stop:
+        st = Follower(make, dataset, args.follow, wait).run()
+    print(
+        f"published {st.remote_rows} of {st.local_rows} committed rows to {url} "
+        f"({st.bytes_sent} bytes sent, {st.errors} errors retried)"
+    )
+    return EX_INTERRUPTED if stop.requested and not args.follow else 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from ..dataset.status import collect
     from .status import render
@@ -116,7 +152,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from ..dataset.reader import open_dataset
+    from ..dataset.opener import open_dataset
 
     equals = parse_where(args.where)
     with open_dataset(args.dataset) as ds:
@@ -135,7 +171,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_failures(args: argparse.Namespace) -> int:
-    from ..dataset.reader import open_dataset
+    from ..dataset.opener import open_dataset
 
     with open_dataset(args.dataset) as ds:
         fails = ds.failures(args.reason)

@@ -52,7 +52,33 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run crash recovery, then check (needs the daemon stopped: exit 3 while it runs)",
     )
+    v.add_argument(
+        "--against",
+        metavar="URL",
+        help="check the copy published at URL against this dataset, row for row "
+        "(`verify URL` alone checks a published copy against its own index)",
+    )
     v.set_defaults(func=commands.cmd_verify)
+
+    pb = sub.add_parser("publish", help="publish committed rows to object storage as OME-Zarr")
+    pb.add_argument("dataset", help="dataset folder")
+    pb.add_argument(
+        "url",
+        help="target: s3://bucket/prefix, gs://, az:// or file:///path (credentials from the "
+        "cloud's standard environment; AWS_ENDPOINT_URL names an on-premises S3)",
+    )
+    pb.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep publishing new rows until stopped (Ctrl-C), riding out outages",
+    )
+    pb.add_argument(
+        "--tail-interval-ms",
+        type=int,
+        default=5000,
+        help="with --follow: how often the partly filled last shard is replaced (default 5000)",
+    )
+    pb.set_defaults(func=commands.cmd_publish)
 
     ex = sub.add_parser("export", help="copy a dataset into npy or zarr, index included")
     ex.add_argument("dataset", help="the dataset to copy")

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from ..dataset.display import to_u8
-from ..dataset.reader import open_dataset
+from ..dataset.opener import open_dataset
 from ..errors import DatasetError
 
 TILE = 256

@@ -24,6 +24,14 @@ def render(st: dict[str, Any]) -> str:
         f"{img.get('dtype')}, {img.get('interpolation')}, fit={img.get('fit')}, "
         f"pages={img.get('pages')}, intensity={img.get('intensity')}",
     ]
+    pub = st.get("publish")
+    if pub:
+        state = "publishing" if pub.get("running") else "stopped"
+        err = f", last error: {pub['last_error']}" if pub.get("last_error") else ""
+        lines.append(
+            f"published:    {pub.get('remote_rows')} rows to {pub.get('url')} ({state}; "
+            f"{pub.get('lag_rows')} rows, {pub.get('lag_s', 0):.0f} s behind{err})"
+        )
     if st.get("label"):
         counts = st["labels"]
         lines.append(f"label:        {st['label']} ({len(counts)} values)")

@@ -176,6 +176,12 @@ def _parse_section(p: _Parser, cls: type) -> Any:
             "on_mismatch": lambda: p.choice("on_mismatch", ON_MISMATCH),
             "label": lambda: p.string("label"),
         },
+        "publish": {
+            "target": lambda: _target(p),
+            "tail_interval_ms": lambda: p.integer("tail_interval_ms"),
+            "lease_s": lambda: p.integer("lease_s"),
+            "max_lag_s": lambda: p.integer("max_lag_s"),
+        },
     }
     getters = table[s]
     for key in p.raw:
@@ -194,6 +200,13 @@ def _pattern(p: _Parser) -> str:
             "path_pattern",
             "needs named groups, e.g. (?P<well>[A-P]\\d{2}); each becomes a metadata key",
         )
+    return v
+
+
+def _target(p: _Parser) -> str:
+    v = p.string("target")
+    if v and ("://" not in v or (v.startswith("file://") and not v.startswith("file:///"))):
+        raise p.err("target", "a URL: s3://bucket/prefix, gs://, az:// or file:///path")
     return v
 
 

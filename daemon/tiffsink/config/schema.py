@@ -41,6 +41,9 @@ BOUNDS: dict[str, tuple[int | float, int | float]] = {
     "workers.count": (0, 1024),  # then capped by cores and memory (config/resources.py)
     "workers.timeout_s": (5.0, 3600.0),  # a new worker's start-up counts against its first task
     "workers.slots_per_worker": (1, 1024),
+    "publish.tail_interval_ms": (100, 3_600_000),
+    "publish.lease_s": (10, 3600),
+    "publish.max_lag_s": (1, 86_400 * 7),
 }
 
 
@@ -183,6 +186,18 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class PublishConfig:
+    """[publish]: where the daemon publishes committed rows ("" = nowhere): s3://bucket/
+    prefix, gs://, az:// or file:///path. Credentials come from the cloud's standard chain;
+    an on-premises S3 is named by AWS_ENDPOINT_URL."""
+
+    target: str = ""
+    tail_interval_ms: int = 5000  # how often the partly filled last shard is replaced
+    lease_s: int = 60  # a dead publisher blocks the target this long (another host)
+    max_lag_s: int = 600  # /healthz fails when unpublished rows are older than this
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole config, one frozen object handed to every stage."""
 
@@ -196,6 +211,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     metadata: MetadataConfig = field(default_factory=MetadataConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
     source_file: Path | None = None
     # What loading changed, for the log once it is set up (e.g. workers.count capped).
     warnings: tuple[str, ...] = ()
@@ -221,4 +237,5 @@ SECTIONS: dict[str, type] = {
     "metrics": MetricsConfig,
     "cluster": ClusterConfig,
     "metadata": MetadataConfig,
+    "publish": PublishConfig,
 }

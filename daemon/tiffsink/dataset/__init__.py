@@ -7,7 +7,9 @@ holds every SQL statement, `meta` the image spec a dataset was created with, `fs
 durable file calls. Each storage format is one package under `formats/`.
 """
 
-from .reader import Dataset, open_dataset
+from .collection import Collection, open_collection
+from .opener import open_dataset
+from .reader import Dataset
 from .writer import DatasetWriter
 
-__all__ = ["Dataset", "DatasetWriter", "open_dataset"]
+__all__ = ["Collection", "Dataset", "DatasetWriter", "open_collection", "open_dataset"]

@@ -133,6 +133,13 @@ class transaction:
             self.conn.execute("ROLLBACK")
 
 
+def mirror_rows(conn: sqlite3.Connection, first: int, rows: Sequence[RowRecord]) -> None:
+    """A reader's copy of a published index: rows from `first` on become `rows`."""
+    with transaction(conn):
+        conn.execute("DELETE FROM images WHERE row >= ?", (first,))
+        conn.executemany("INSERT INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", map(_ROW, rows))
+
+
 def set_meta(conn: sqlite3.Connection, key: str, value: Any) -> None:
     with transaction(conn):
         conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))

@@ -21,6 +21,8 @@ TMP = "tmp"  # zarr: shards and zarr.json before their atomic rename
 INDEX = "index.sqlite"
 SNAPSHOT = "index.snapshot.sqlite"  # cluster datasets: the index for readers on other hosts
 LOCK = "writer.lock"
+PUBLISH_LOCK = "publish.lock"  # held by the one local publisher of the dataset
+PUBLISH_STATE = "publish.json"  # what that publisher last did (`tiffsink status`)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,14 @@ class Layout:
     @property
     def snapshot(self) -> Path:
         return self.directory / SNAPSHOT
+
+    @property
+    def publish_lock(self) -> Path:
+        return self.directory / PUBLISH_LOCK
+
+    @property
+    def publish_state(self) -> Path:
+        return self.directory / PUBLISH_STATE
 
     @property
     def lock(self) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from pathlib import Path
 
 from ..errors import DatasetLockedError
 from .layout import Layout
@@ -18,9 +19,10 @@ def _read_pid(fd: int) -> int | None:
     return int(raw) if raw.isdigit() else None
 
 
-def acquire(layout: Layout) -> int:
-    """Take the writer lock; returns its fd (closing it releases the lock)."""
-    fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+def acquire(layout: Layout, path: Path | None = None) -> int:
+    """Take the writer lock (or the lock file `path`, such as the publisher's); returns
+    its fd (closing it releases the lock)."""
+    fd = os.open(path or layout.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -32,10 +34,11 @@ def acquire(layout: Layout) -> int:
     return fd
 
 
-def holder(layout: Layout) -> int | None:
-    """PID of the process holding the writer lock (-1 if unreadable), None when free."""
+def holder(layout: Layout, path: Path | None = None) -> int | None:
+    """PID of the process holding the writer lock (or the lock file `path`; -1 if
+    unreadable), None when free."""
     try:
-        fd = os.open(layout.lock, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path or layout.lock, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     try:

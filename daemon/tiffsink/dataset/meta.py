@@ -7,6 +7,7 @@ refused with every differing key, so rows of two specs can never be mixed.
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ def new_meta(spec: ImageSpec, storage: Storage) -> dict[str, Any]:
         "format_version": index.FORMAT_VERSION,
         "tiffsink_version": version(),  # read here: workers never need it
         "created_at": index.now(),
+        "dataset_id": uuid.uuid4().hex,  # what a published copy is recognised by
     }
 
 

@@ -8,6 +8,7 @@ refused rather than guessed at.
 from __future__ import annotations
 
 import sqlite3
+import uuid
 
 from ..config import ImageSpec, Storage
 from ..errors import DatasetError
@@ -27,6 +28,8 @@ def open_store(
     stored = index.read_meta(conn)
     if stored:
         check_spec(layout.directory, stored, spec, storage)
+        if "dataset_id" not in stored:  # made before ids: it gets one now
+            index.set_meta(conn, "dataset_id", uuid.uuid4().hex)
     else:
         found = foreign(layout, storage)
         if found is not None:

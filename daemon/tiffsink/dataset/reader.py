@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..errors import DatasetError
 from . import index
+from .batches import batches
 from .formats import RowReader, format_of
 from .layout import Layout
 from .meta import spec_from_meta, storage_from_meta
@@ -39,10 +40,11 @@ class Dataset(RowMeta):
         snapshot: bool = False,
         label: str | None = None,
         transform: Callable[[np.ndarray], Any] | None = None,
+        pinned: int | None = None,
     ) -> None:
         self.layout = Layout.of(directory).require()
         self.directory = self.layout.directory
-        self.snapshot, self.transform = snapshot, transform
+        self.index_snapshot, self.transform, self.pinned = snapshot, transform, pinned
         self._n = 0
         self.conn = self._connect()
         try:
@@ -70,19 +72,50 @@ class Dataset(RowMeta):
     def _connect(self) -> sqlite3.Connection:
         """The live index (same host as the writer: WAL), or its published snapshot, read
         as an immutable file (any host, e.g. over NFS; it lags, never leads)."""
-        if not self.snapshot:
+        if not self.index_snapshot:
             return index.connect(self.layout.index, readonly=True)
         if not self.layout.snapshot.is_file():
             raise DatasetError(self.layout.snapshot, "no index snapshot published (yet)")
         return sqlite3.connect(f"file:{self.layout.snapshot}?immutable=1", uri=True)
 
     def refresh(self) -> int:
-        """Map every row committed by now; returns the new row count."""
-        if self.snapshot:  # a newer snapshot is a new file
+        """Map every row committed by now; returns the new row count. A pinned dataset
+        (`snapshot()`) keeps its rows."""
+        if self.pinned is not None and self._n == self.pinned:
+            return self._n
+        if self.index_snapshot:  # a newer snapshot is a new file
             self.conn.close()
             self.conn = self._connect()
-        self._n = self._rows.refresh(lambda: index.committed_rows(self.conn), self.snapshot)
+        n = self._rows.refresh(lambda: index.committed_rows(self.conn), self.index_snapshot)
+        if self.pinned is not None:
+            if n < self.pinned:
+                raise DatasetError(
+                    self.directory, f"has {n} rows, fewer than the {self.pinned} pinned"
+                )
+            n = self.pinned
+        self._n = n
         return self._n
+
+    def snapshot(self) -> Dataset:
+        """This dataset pinned at its current rows, while it keeps growing: every epoch of
+        a training run reads exactly these rows (record `len()` in a checkpoint)."""
+        return Dataset(self.directory, self.index_snapshot, self.label, self.transform, len(self))
+
+    def batches(
+        self,
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        epoch: int = 0,
+        drop_last: bool = False,
+    ) -> Iterator[np.ndarray]:
+        """Batches of images (k, H, W[, C]) over every row, in an order fixed by (seed,
+        epoch): whole shards read at a time, the next ones while these are used. Call it
+        on a `snapshot()` so that a growing dataset does not change the epochs."""
+        for _rows, imgs in batches(
+            self, self.storage.shard_rows, batch_size, shuffle, seed, epoch, drop_last
+        ):
+            yield imgs
 
     @property
     def images(self) -> Any:
@@ -100,6 +133,10 @@ class Dataset(RowMeta):
     def read(self, start: int, stop: int) -> np.ndarray:
         """Rows start..stop-1 as a numpy array (N, H, W[, C]), whatever the format."""
         return self._rows.read(start, stop, len(self))
+
+    def full_shard(self, s: int, rows_per_shard: int) -> bytes | None:
+        """Committed full shard `s` as a Zarr shard object, if the format stores one."""
+        return self._rows.full_shard(s, rows_per_shard, len(self))
 
     def rows_for(self, source: str | os.PathLike[str]) -> list[RowRecord]:
         """Index records of every committed row from this source path, in row order."""
@@ -129,7 +166,10 @@ class Dataset(RowMeta):
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle the path, never the pixels (a pickled memmap carries its whole data:
         numpy/numpy#2049); the copy reopens the dataset in the process that loads it."""
-        return (Dataset, (str(self.directory), self.snapshot, self.label, self.transform))
+        return (
+            Dataset,
+            (str(self.directory), self.index_snapshot, self.label, self.transform, self.pinned),
+        )
 
     def close(self) -> None:
         self.conn.close()
@@ -139,17 +179,3 @@ class Dataset(RowMeta):
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-
-def open_dataset(
-    path: str | os.PathLike[str],
-    snapshot: bool = False,
-    label: str | None = None,
-    transform: Callable[[np.ndarray], Any] | None = None,
-) -> Dataset:
-    """Open a dataset for reading; safe while a writer appends (call .refresh() to grow).
-
-    snapshot=True reads `index.snapshot.sqlite`, which a cluster backfill publishes for
-    readers on other hosts (SQLite's WAL needs all processes on one host). `label` (by
-    default the dataset's [metadata] label) and `transform` shape what `ds[i]` returns."""
-    return Dataset(path, snapshot, label, transform)

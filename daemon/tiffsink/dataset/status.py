@@ -6,6 +6,7 @@ cheap) while the daemon runs.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -51,6 +52,17 @@ def collect(directory: str | os.PathLike[str]) -> dict[str, Any]:
             "labels": index.value_counts(conn, meta["label"]) if meta.get("label") else {},
             "created_at": meta.get("created_at"),
             "tiffsink_version": meta.get("tiffsink_version"),
+            "publish": _publish_state(lay),
         }
     finally:
         conn.close()
+
+
+def _publish_state(lay: Layout) -> dict[str, Any] | None:
+    """What the dataset's publisher last wrote (`publish.json`), and whether one runs."""
+    try:
+        doc: dict[str, Any] = json.loads(lay.publish_state.read_bytes())
+    except (OSError, ValueError):
+        return None
+    doc["running"] = lock.holder(lay, lay.publish_lock) is not None
+    return doc

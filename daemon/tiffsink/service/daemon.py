@@ -42,6 +42,7 @@ from .http import StatusServer
 from .intake import Intake
 from .keepalive import KeepAlive
 from .preflight import check_folders
+from .publishing import PublishThread
 from .sdnotify import Notifier, watchdog_interval_s
 from .threadwatch import ThreadDeaths
 
@@ -159,6 +160,7 @@ class Daemon:
         )
         intake = Intake(cfg, self.q, self.batcher, scanner, self.disposal)
         keep: KeepAlive | None = None
+        publisher: PublishThread | None = None
         with self.stop, ThreadDeaths() as deaths:
             self.pipeline = Pipeline(
                 cfg, writer, self.on_commit, requeue=self.batcher.add, idle_wait=self.q.wait
@@ -168,6 +170,9 @@ class Daemon:
                 watcher.start()
                 scanner.start(self.root, "start")
                 self.health.start(watcher, self.pipeline, writer.committed)
+                if cfg.publish.target:
+                    publisher = PublishThread(cfg.publish, writer.directory).start()
+                    self.health.attach_publisher(publisher)
                 keep = KeepAlive(self.health, watcher, scanner, deaths, self._server_factory())
                 intake.on_scan_done = keep.scan_done
                 self.notifier.notify("READY=1")
@@ -183,6 +188,8 @@ class Daemon:
                 self.notifier.notify("STOPPING=1")
             finally:
                 watcher.close()
+                if publisher is not None:
+                    publisher.close()
                 if keep is not None:
                     keep.close()
                 try:

@@ -8,6 +8,7 @@ wedged pipeline gets restarted.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import socket
 import time
@@ -38,6 +39,18 @@ class Busy(Protocol):
     def disk_full(self) -> bool: ...
 
 
+class Publishing(Protocol):
+    """What health reads of the daemon's publisher (`service/publishing.py`)."""
+
+    def problem(self) -> str | None: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+def _status_number(pub: Publishing, key: str) -> float:
+    return float(pub.status().get(key) or 0)
+
+
 class Health:
     """Counters and health of one daemon; updated by the main loop, read by HTTP."""
 
@@ -63,6 +76,7 @@ class Health:
         self.metrics.open_fds.set_function(self.fds.count)
         self.metrics.max_fds.set_function(self.fds.limit)
         self.faults: dict[str, str] = {}  # what the loop is curing: set_fault
+        self.publisher: Publishing | None = None
 
     @property
     def bytes(self) -> int:
@@ -86,6 +100,19 @@ class Health:
             self.faults.pop(name, None)
         else:
             self.faults[name] = text
+
+    def attach_publisher(self, pub: Publishing) -> None:
+        """Report the daemon's publisher: its problem in /healthz, its state in /status,
+        its lag, bytes and errors in /metrics (read when they are rendered)."""
+        self.publisher = pub
+        m = self.metrics
+        for gauge, key in (
+            (m.publish_lag_rows, "lag_rows"),
+            (m.publish_lag, "lag_s"),
+            (m.publish_bytes, "bytes_sent"),
+            (m.publish_errors, "errors"),
+        ):
+            gauge.set_function(functools.partial(_status_number, pub, key))
 
     def set_pending(self, n: int) -> None:
         self.pending = n
@@ -126,6 +153,8 @@ class Health:
         busy = self.pipeline is not None and not self.pipeline.idle()
         if busy and time.monotonic() - self.last_commit_mono > self.stall_s:
             return f"pipeline has work but committed nothing for {self.stall_s:.0f} s"
+        if self.publisher is not None and (why := self.publisher.problem()):
+            return why
         return next(iter(list(self.faults.values())), None)
 
     def progressing(self) -> bool:
@@ -133,7 +162,10 @@ class Health:
         runs and resumes by itself), and so are the faults the loop is curing: reported by
         /healthz but not a reason for systemd to kill and restart the service."""
         problem = self.problem()
-        return problem is None or problem == DISK_FULL or problem in self.faults.values()
+        publishing = self.publisher is not None and problem == self.publisher.problem()
+        return (
+            problem is None or problem == DISK_FULL or problem in self.faults.values() or publishing
+        )
 
     def status_line(self) -> str:
         return f"{self.rows} rows, {self.pending} pending, {self.rate_per_s():.1f} rows/s"
@@ -155,6 +187,7 @@ class Health:
             "uptime_s": round(time.time() - self.started, 1),
             "version": version(),
             "disk": self._disk(),
+            "publish": self.publisher.status() if self.publisher is not None else None,
         }
 
     def _disk(self) -> dict[str, Any] | None:

@@ -54,6 +54,20 @@ class Metrics:
         self.http_connections = Gauge(
             "tiffsink_http_connections", "Open connections to this HTTP endpoint", registry=reg
         )
+        self.publish_lag_rows = Gauge(
+            "tiffsink_publish_lag_rows", "Committed rows not yet published", registry=reg
+        )
+        self.publish_lag = Gauge(
+            "tiffsink_publish_lag_seconds",
+            "Age of the oldest committed row not yet published",
+            registry=reg,
+        )
+        self.publish_bytes = Gauge(
+            "tiffsink_publish_bytes_sent", "Bytes published since start", registry=reg
+        )
+        self.publish_errors = Gauge(
+            "tiffsink_publish_errors", "Publish errors retried since start", registry=reg
+        )
         Info("tiffsink_build", "tiffsink version", registry=reg).info({"version": version()})
 
     def render(self) -> bytes:

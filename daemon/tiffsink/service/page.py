@@ -48,6 +48,8 @@ svg { width:100%; height:150px; font:11px system-ui, sans-serif; fill:var(--dim)
   <section class="card"><h2>Pending files</h2><div class="big" id="pending">…</div></section>
   <section class="card"><h2>Disk free</h2><div class="big" id="disk">…</div>
     <div id="bar"><div></div></div></section>
+  <section class="card" id="publish-card" hidden><h2>Published</h2>
+    <div class="big" id="published">…</div><div id="publish-lag"></div></section>
   <section class="card wide"><h2>Rows per minute, last hour</h2>
     <svg id="chart" viewBox="0 0 600 150" role="img"
          aria-label="rows committed per minute over the last hour"></svg></section>
@@ -128,6 +130,13 @@ async function poll() {
       $("bar").className = st.disk.low ? "low" : "";
       $("bar").firstElementChild.style.width = (100 * st.disk.free / st.disk.total) + "%";
       $("disk").className = "big" + (st.disk.low ? " low-text" : "");
+    }
+    const pub = st.publish;
+    $("publish-card").hidden = !pub;
+    if (pub) {
+      text($("published"), (pub.remote_rows ?? 0).toLocaleString());
+      text($("publish-lag"), (pub.lag_rows ?? 0) + " rows, " + ago(pub.lag_s ?? 0) +
+        " behind, to " + pub.target + (pub.last_error ? "; last error: " + pub.last_error : ""));
     }
     chart(st.rows_per_minute || []); thumbs(st.recent || []); failures(st);
   } catch (e) {

@@ -41,6 +41,11 @@ class RowReader(ABC):
         """Rows start..stop-1 (capped at n) as (k, H, W[, C])."""
         return np.asarray(self.images[start : min(stop, n)])
 
+    def full_shard(self, s: int, rows_per_shard: int, n: int) -> bytes | None:
+        """Committed full shard `s` as a Zarr shard object of `rows_per_shard` rows, if
+        this format stores it as one (then a publisher copies it as it is); else None."""
+        return None
+
 
 class Format(ABC):
     """One storage format: its store, reader, check and files on disk."""

@@ -101,6 +101,13 @@ class ZarrReader(RowReader):
             self._shards = ShardReader(self.array, self.spec, self.storage)
         return self._shards.take(rows.tolist(), n)
 
+    def full_shard(self, s: int, rows_per_shard: int, n: int) -> bytes | None:
+        """The shard file: a full shard is packed whichever way it was written (in place or
+        whole), so it is the published object byte for byte."""
+        if rows_per_shard != self.storage.shard_rows or (s + 1) * rows_per_shard > n:
+            return None
+        return shard.path(self.array, s, len(self.images.shape)).read_bytes()
+
     def read(self, start: int, stop: int, n: int) -> np.ndarray:
         data = np.asarray(self.images[start : min(stop, n)])
         return data.transpose(0, 2, 3, 1) if data.ndim == 4 else data
