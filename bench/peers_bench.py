@@ -2,6 +2,7 @@
 
   python bench/peers_bench.py                          # 400 default-corpus files, 3 rounds
   python bench/peers_bench.py --files 40 --rounds 1 --markdown
+  python bench/peers_bench.py --peer-decode tifffile   # peers read with tifffile instead
 
 The same warm corpus (ingest_bench's uncompressed 2048x2048 uint16 TIFFs), the same cores,
 codec and row layout for every contender: a Zarr v3 array of (files, 512, 512) uint16 rows,
@@ -31,6 +32,11 @@ and chunk shapes, the codec, and a few rows against cv2's decode of their source
 whose output is wrong is not credited. Each output is deleted before the next run. A peer
 that cannot be imported is skipped, with the reason in the JSON.
 
+cv2.imread is much slower than tifffile.imread on these uncompressed files (about 9-17 ms
+against 1.2-1.6 ms per 8 MB file on the 2-core VM), so it bounds every peer;
+`--peer-decode tifffile` gives the peers that faster reader (the same pixels) to show how
+much of the ratio is the reader and how much the writer.
+
 The goal (#26): tiffsink at least 2.5x the best peer, for none and for zstd.
 """
 
@@ -46,6 +52,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,12 +82,28 @@ def decode(path: str) -> Any:
     return cv2.resize(img, OUT, interpolation=cv2.INTER_AREA)
 
 
-def decode_many(paths: list[str]) -> Any:
+def decode_tifffile(path: str) -> Any:
+    """tifffile.imread + the same resize (--peer-decode tifffile: the same pixels, and
+    much faster than cv2.imread for uncompressed TIFFs here)."""
+    import cv2
+    import tifffile
+
+    return cv2.resize(tifffile.imread(path), OUT, interpolation=cv2.INTER_AREA)
+
+
+DECODERS = {"cv2": decode, "tifffile": decode_tifffile}
+DECODE_NAMES = {
+    "cv2": "cv2.imread + cv2.resize INTER_AREA",
+    "tifffile": "tifffile.imread + cv2.resize INTER_AREA",
+}
+
+
+def decode_many(paths: list[str], how: str) -> Any:
     """The rows of several files, stacked (one dask task per shard)."""
     import numpy as np
 
     _worker_init()  # dask's worker processes: one per core already
-    return np.stack([decode(p) for p in paths])
+    return np.stack([DECODERS[how](p) for p in paths])
 
 
 def _worker_init() -> None:
@@ -89,17 +112,17 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)  # one process per core already
 
 
-def decoded(files: list[str], cores: int) -> Iterator[Any]:
+def decoded(files: list[str], cores: int, how: str) -> Iterator[Any]:
     """Rows in file order, decoded by a pool of `cores` processes."""
     import multiprocessing as mp
 
     # The pool forks before the writer starts any thread.
     with mp.Pool(cores, initializer=_worker_init) as pool:
-        yield from pool.imap(decode, files, chunksize=4)
+        yield from pool.imap(DECODERS[how], files, chunksize=4)
 
 
-def run_acquire_zarr(files: list[str], out: Path, codec: str, cores: int) -> None:
-    rows = decoded(files, cores)
+def run_acquire_zarr(files: list[str], out: Path, codec: str, cores: int, how: str) -> None:
+    rows = decoded(files, cores, how)
     first = next(rows)  # the pool is up (forked) before the writer's library is loaded
     import acquire_zarr as aq
     import numpy as np
@@ -144,8 +167,8 @@ def run_acquire_zarr(files: list[str], out: Path, codec: str, cores: int) -> Non
     stream.close()
 
 
-def run_tensorstore(files: list[str], out: Path, codec: str, cores: int) -> None:
-    rows = decoded(files, cores)
+def run_tensorstore(files: list[str], out: Path, codec: str, cores: int, how: str) -> None:
+    rows = decoded(files, cores, how)
     first = next(rows)
     import numpy as np
     import tensorstore as ts
@@ -194,7 +217,7 @@ def run_tensorstore(files: list[str], out: Path, codec: str, cores: int) -> None
         fut.result()
 
 
-def run_dask(files: list[str], out: Path, codec: str, cores: int) -> None:
+def run_dask(files: list[str], out: Path, codec: str, cores: int, how: str) -> None:
     import dask
     import dask.array as da
     import numpy as np
@@ -215,7 +238,7 @@ def run_dask(files: list[str], out: Path, codec: str, cores: int) -> None:
     parts = []
     for s in range(0, len(files), SHARD_ROWS):
         group = files[s : s + SHARD_ROWS]
-        task = delayed(decode_many)(group)
+        task = delayed(decode_many)(group, how)
         part = da.from_delayed(task, shape=(len(group), *OUT), dtype=np.uint16)  # type: ignore[no-untyped-call]
         parts.append(part)
     rows = da.concatenate(parts)  # type: ignore[no-untyped-call]
@@ -250,10 +273,21 @@ def tiffsink_config(work: Path, codec: str, cores: int, ds: Path) -> Path:
     return cfg
 
 
-def command(name: str, corpus: Path, out: Path, codec: str, cores: int, work: Path) -> list[str]:
+@dataclass(frozen=True)
+class Setup:
+    """What every run shares: the corpus (sorted), cores, work folder, peers' decoder."""
+
+    corpus: Path
+    files: list[Path]
+    cores: int
+    work: Path
+    how: str
+
+
+def command(name: str, out: Path, codec: str, st: Setup) -> list[str]:
     if name == "tiffsink":
-        cfg = tiffsink_config(work, codec, cores, out)
-        return [sys.executable, "-m", "tiffsink", "ingest", str(corpus), "--config", str(cfg)]
+        cfg = tiffsink_config(st.work, codec, st.cores, out)
+        return [sys.executable, "-m", "tiffsink", "ingest", str(st.corpus), "--config", str(cfg)]
     return [
         sys.executable,
         str(HERE),
@@ -262,10 +296,12 @@ def command(name: str, corpus: Path, out: Path, codec: str, cores: int, work: Pa
         "--codec",
         codec,
         "--cores",
-        str(cores),
+        str(st.cores),
+        "--peer-decode",
+        st.how,
         "--out",
         str(out),
-        str(corpus),
+        str(st.corpus),
     ]
 
 
@@ -308,13 +344,11 @@ def verify(name: str, out: Path, files: list[Path], codec: str) -> str | None:
     return None
 
 
-def run_once(
-    name: str, corpus: Path, files: list[Path], codec: str, cores: int, work: Path
-) -> tuple[float | None, str | None]:
+def run_once(name: str, codec: str, st: Setup) -> tuple[float | None, str | None]:
     """(seconds from process start to exit, None) or (None, what went wrong)."""
-    out = work / f"peers-out-{name}-{codec}"
+    out = st.work / f"peers-out-{name}-{codec}"
     shutil.rmtree(out, ignore_errors=True)
-    cmd = command(name, corpus, out, codec, cores, work)
+    cmd = command(name, out, codec, st)
     subprocess.run(["sync"], check=True)
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True)
@@ -322,7 +356,7 @@ def run_once(
     try:
         if r.returncode != 0:
             return None, f"exit {r.returncode}: {r.stderr.strip()[-500:]}"
-        wrong = verify(name, out, files, codec)
+        wrong = verify(name, out, st.files, codec)
         return (None, f"wrong output: {wrong}") if wrong else (seconds, None)
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -337,6 +371,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     files = make_corpus(work, "uncompressed", args.files, (2048, 2048))
     warm(files)  # every contender with the corpus in the page cache
     corpus = files[0].parent
+    st = Setup(corpus, files, args.cores, work, args.peer_decode)
     codecs = [c for c in args.codecs.split(",") if c]
     skipped = {p: why for p in PEERS if (why := unavailable(p))}
     names = [c for c in CONTENDERS if c not in skipped]
@@ -346,7 +381,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         order = names[k % len(names) :] + names[: k % len(names)]
         for codec in codecs:
             for name in order:
-                t, err = run_once(name, corpus, files, codec, args.cores, work)
+                t, err = run_once(name, codec, st)
                 if t is None:
                     errors[codec][name].append(f"round {k + 1}: {err}")
                 else:
@@ -382,6 +417,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         "row": list(OUT),
         "shard_rows": SHARD_ROWS,
         "compression_level": LEVEL,
+        "peer_decode": f"{args.peer_decode}: " + DECODE_NAMES[args.peer_decode],
         "goal_tiffsink_over_best_peer": GOAL,
         "skipped": skipped,
         "results": results,
@@ -391,7 +427,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
 def markdown(res: dict[str, Any]) -> str:
     lines = [
         f"{res['files']} files, {res['cores']} cores, median of {res['rounds']} round(s), "
-        "whole command / whole script",
+        f"whole command / whole script; peers decode with {res['peer_decode']}",
         "",
         "| codec | contender | files/s | rounds (files/s) | tiffsink / this |",
         "| --- | --- | ---: | --- | ---: |",
@@ -423,6 +459,12 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "tiffsink-bench"))
     ap.add_argument("--markdown", action="store_true", help="also print a short table")
+    ap.add_argument(
+        "--peer-decode",
+        choices=sorted(DECODERS),
+        default="cv2",
+        help="the peers' decoder: cv2.imread (default, as #26 asks) or tifffile.imread",
+    )
     # One peer's script, run by the bench in a fresh process.
     ap.add_argument("--peer", choices=PEERS, help=argparse.SUPPRESS)
     ap.add_argument("--codec", choices=CODECS, default="none", help=argparse.SUPPRESS)
@@ -431,7 +473,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.peer:
         files = sorted(str(p) for p in Path(args.corpus).glob("*.tif"))
-        RUNNERS[args.peer](files, Path(args.out), args.codec, args.cores)
+        RUNNERS[args.peer](files, Path(args.out), args.codec, args.cores, args.peer_decode)
         return
     bad = sorted(set(args.codecs.split(",")) - set(CODECS))
     if bad:
