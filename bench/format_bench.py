@@ -38,13 +38,16 @@ STORAGES = {
 }
 
 
-def ingest(corpus: Path, work: Path, name: str) -> tuple[float, float]:
-    """(wall seconds of the whole command, files/s the command reports after opening)."""
+def ingest(corpus: Path, work: Path, name: str, batch: str = "") -> tuple[float, float]:
+    """(wall seconds of the whole command, files/s the command reports after opening);
+    `batch` is the config's [batch] body (commit size), if not the default."""
     ds = work / f"ds-{name}"
     shutil.rmtree(ds, ignore_errors=True)
     cfg = work / f"{name}.toml"
     body = "\n".join(f'{k} = "{v}"' for k, v in STORAGES[name].items())
-    cfg.write_text(f'[dataset]\ndirectory = "{ds}"\n{body}\n[log]\nlevel = "warning"\n')
+    cfg.write_text(
+        f'[dataset]\ndirectory = "{ds}"\n{body}\n[batch]\n{batch}\n[log]\nlevel = "warning"\n'
+    )
     subprocess.run(["sync"], check=True)
     t0 = time.perf_counter()
     r = subprocess.run(
@@ -92,7 +95,14 @@ def main() -> None:
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "tiffsink-bench"))
     ap.add_argument("--only", default=",".join(STORAGES), help="comma-separated storages")
     ap.add_argument("--no-reads", action="store_true", help="ingest figures only")
+    ap.add_argument("--max-files", type=int, help="[batch] max_files (files per commit)")
+    ap.add_argument("--max-wait-ms", type=int, help="[batch] max_wait_ms")
     args = ap.parse_args()
+    batch = "\n".join(
+        f"{k} = {v}"
+        for k, v in (("max_files", args.max_files), ("max_wait_ms", args.max_wait_ms))
+        if v is not None
+    )
     names = ["npy", *[n for n in args.only.split(",") if n != "npy"]]
     unknown = sorted(set(names) - set(STORAGES))
     if unknown:
@@ -105,7 +115,7 @@ def main() -> None:
     after_open: dict[str, list[float]] = {k: [] for k in names}
     for _ in range(args.rounds):
         for name in names:
-            wall, rate = ingest(corpus, work, name)
+            wall, rate = ingest(corpus, work, name, batch)
             times[name].append(wall)
             after_open[name].append(rate)
     base = args.files / statistics.median(times["npy"])
@@ -128,7 +138,8 @@ def main() -> None:
         out[name]["random_rows_per_s_take"] = round(random_reads(ds, "take"), 0)
         if name != "npy":
             out[name]["random_rows_per_s_zarr_python"] = round(random_reads(ds, "zarr"), 0)
-    print(json.dumps({"files": args.files, "rounds": args.rounds, "results": out}, indent=2))
+    doc = {"files": args.files, "rounds": args.rounds, "batch": batch, "results": out}
+    print(json.dumps(doc, indent=2))
 
 
 if __name__ == "__main__":

@@ -31,14 +31,21 @@ from daemon_harness import DaemonProc, source_array, tiff_bytes
 METRICS = {"listen": "127.0.0.1:0"}
 
 
-def workers_of(d: DaemonProc) -> list[int]:
-    """PIDs of the daemon's worker processes (its children named as such)."""
-    assert d.proc is not None
+def children(pid: int) -> list[int]:
     pids = []
-    for task in os.listdir(f"/proc/{d.proc.pid}/task"):
-        with open(f"/proc/{d.proc.pid}/task/{task}/children") as f:
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
             pids += [int(p) for p in f.read().split()]
-    return [p for p in pids if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    return pids
+
+
+def workers_of(d: DaemonProc) -> list[int]:
+    """PIDs of the daemon's worker processes: the children of its fork server."""
+    assert d.proc is not None
+    servers = [
+        p for p in children(d.proc.pid) if b"forkserver" in Path(f"/proc/{p}/cmdline").read_bytes()
+    ]
+    return [w for s in servers for w in children(s)]
 
 
 def healthz(d: DaemonProc) -> tuple[int, str]:

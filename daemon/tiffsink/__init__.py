@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from .dataset import Collection, Dataset, open_collection, open_dataset
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .dataset import Collection, Dataset, open_collection, open_dataset
 
 __all__ = ["Collection", "Dataset", "__version__", "open_collection", "open_dataset"]
 
+_READERS = ("Collection", "Dataset", "open_collection", "open_dataset")
 
-def __getattr__(name: str) -> str:
-    """`__version__`, read on first use: importing importlib.metadata costs about 50 ms,
-    which every worker process would pay at spawn."""
-    if name != "__version__":
+
+def __getattr__(name: str) -> Any:
+    """The reader API and `__version__`, imported on first use: a worker process imports
+    `tiffsink.pipeline.worker`, and every module it does not need delays its start."""
+    if name in _READERS:
+        from . import dataset
+
+        found: Any = getattr(dataset, name)
+    elif name == "__version__":
+        from .version import version
+
+        found = version()
+    else:
         raise AttributeError(f"module 'tiffsink' has no attribute {name!r}")
-    from .version import version
-
-    found = version()
-    globals()["__version__"] = found
+    globals()[name] = found
     return found

@@ -63,15 +63,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    scheduler = cfg.cluster.scheduler if args.scheduler is None else args.scheduler
+    if not scheduler:  # the workers' fork server imports while this process does
+        from ..pipeline.launcher import start_early
+
+        start_early()
     from ..service import logs
     from ..service.ingest import ingest
     from ..signals import EX_INTERRUPTED
 
-    cfg = _config(args)
     logs.setup(cfg.log, sys.stderr)
     logs.config_warnings(cfg)
     sources = [Path(s) for s in args.sources]
-    scheduler = cfg.cluster.scheduler if args.scheduler is None else args.scheduler
     summary = ingest(cfg, sources, progress=None, scheduler=scheduler or None)
     print("\n".join(summary.lines()))
     if summary.interrupted:

@@ -50,6 +50,9 @@ class ClusterEngine:
     def __init__(self, config: Config, scheduler: str) -> None:
         self.config, self.scheduler = config, scheduler
 
+    def start_early(self) -> None:
+        """Nothing: the cluster is reached (or started) in `run`."""
+
     def check(self) -> None:
         """Only a format that takes whole shards can be written from many hosts."""
         if not format_of(self.config.dataset.storage).whole_shards:

@@ -18,6 +18,7 @@ from ..dataset import DatasetWriter
 from ..feed.report import CommitInfo
 from ..signals import StopSignals
 from .arena import sweep_stale_arenas
+from .launcher import start_early
 from .pipeline import Pipeline
 
 log = structlog.get_logger("tiffsink")
@@ -31,6 +32,10 @@ class LocalEngine:
 
     def check(self) -> None:
         """Any dataset format can be written locally."""
+
+    def start_early(self) -> None:
+        """The workers' fork server: it imports their modules while the files are listed."""
+        start_early()
 
     def run(
         self,

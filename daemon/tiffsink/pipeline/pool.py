@@ -9,15 +9,16 @@ other tasks it held are sent again (one finished but unanswered rewrites its row
 A worker that dies before it is ready held no file's blame: its slot is started again
 with backoff (`starts.py`) and its tasks go to the other workers, or wait in a backlog.
 Workers map the arena through a descriptor passed at spawn, so a removed /dev/shm file
-does not stop replacements from starting. The pool decides nothing about files: it runs
-the tasks the state machine sends and reports what became of each.
+does not stop replacements from starting. Workers fork from a server process that
+imported their modules once (`launcher.py`), so a worker is ready in milliseconds, not
+after its own imports. The pool decides nothing about files: it runs the tasks the
+state machine sends and reports what became of each.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import multiprocessing as mp
 import select
 import time
 from collections import deque
@@ -30,7 +31,9 @@ import structlog
 from ..config import ImageSpec, MetadataConfig
 from ..dataset.formats.sink import SinkSpec
 from ..decode.outcome import Outcome
+from ..testing import faults
 from .arena import Arena, SharedFd
+from .launcher import worker_context
 from .messages import READY, Lost, Task
 from .starts import StartRetry
 from .worker import worker_main
@@ -89,7 +92,7 @@ class Pool:
         self.spec, self.timeout_s = spec, timeout_s
         self.metadata = metadata
         self.sink = sink  # where and how workers write pending rows
-        self.ctx = mp.get_context("spawn")
+        self.ctx = worker_context()
         self.arena = Arena(workers)
         self.handles: list[_Handle] = []  # live worker processes; a failing slot has none
         self.starts = StartRetry()
@@ -106,9 +109,10 @@ class Pool:
     def _spawn(self, index: int) -> _Handle:
         ours, theirs = self.ctx.Pipe()
         self.arena.reset_beat(index)
+        arena = SharedFd(self.arena.fd)
         proc = self.ctx.Process(
             target=worker_main,
-            args=(theirs, SharedFd(self.arena.fd), self.spec, self.sink, self.metadata, index),
+            args=(theirs, arena, self.spec, self.sink, self.metadata, index, faults.armed()),
             daemon=True,
             name="tiffsink-worker",
         )

@@ -92,6 +92,7 @@ def worker_main(
     sink_spec: SinkSpec,
     metadata: MetadataConfig | None = None,
     index: int = 0,
+    armed: str = "",
 ) -> None:
     """Entry point of a spawned worker: serve bundles of tasks until the pipe closes.
 
@@ -100,6 +101,7 @@ def worker_main(
     heartbeat, so the supervisor knows which task it died or hung on.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
+    faults.arm(armed)
     _tune_malloc()
     import cv2
 

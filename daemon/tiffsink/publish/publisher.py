@@ -9,22 +9,23 @@ with the same rows; it resumes from the shape it finds, after checking that the 
 there are this dataset's (`verify_boundary`).
 
 Only committed rows are read (a read-only view, as any reader), so publishing never
-holds up ingestion; a round sends at most `MAX_SHARDS` shards, so memory does not grow
-with the backlog.
+holds up ingestion. A round plans at most `MAX_SHARDS` shards, and each of the
+`PUT_THREADS` senders reads its shard only when it starts on it (then PUTs the shard and
+its index object), so at most `PUT_THREADS` shards are in memory whatever the backlog,
+and the PUTs of one shard overlap the reading and encoding of the next.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from ..dataset import index, lock, open_dataset
 from ..dataset.records import RowRecord
@@ -33,10 +34,10 @@ from ..dataset.remote.image import RemoteImage
 from ..dataset.remote.target import Target, open_target
 from ..errors import DatasetLockedError, PublishError, PublishHeldError
 from .lease import Lease
-from .plan import plan, reached
+from .plan import ShardSend, plan, reached
 
-MAX_SHARDS = 4  # per round: bounds memory (4 shards of rows and their encoding)
-PUT_THREADS = 4  # shard PUTs in flight at once
+MAX_SHARDS = 16  # per round: the shape is raised once per round (a barrier)
+PUT_THREADS = 4  # shards in flight at once: bounds memory (a shard and its encoding each)
 
 
 @dataclass
@@ -89,6 +90,9 @@ class Publisher:
             self.close()
             raise
         self.state = PublishState(url)
+        self.counting = threading.Lock()  # senders add to the state's counts
+        self.renewing = threading.Lock()  # and renew the lease, one at a time
+        self.pool = ThreadPoolExecutor(PUT_THREADS, thread_name_prefix="tiffsink-publish")
         self.S = self.image.rows_per_shard
         self.array_doc: dict[str, Any] = {}
 
@@ -161,24 +165,14 @@ class Publisher:
             self._lag(local)
             return 0
         self.lease.renew_if_due()
-        # Rows and records are read here (the index connection is this thread's); the
-        # encoding and the PUTs run in threads: obstore and the codecs release the GIL.
-        objects: list[tuple[str, Any]] = []
-        for send in sends:
-            first = send.shard * self.S
-            # A full shard the local format already holds is copied as it is; any other
-            # is made from the committed rows.
-            whole = self.ds.full_shard(send.shard, self.S) if send.full else None
-            rows = whole if whole is not None else self.ds.read(first, first + send.rows)
-            objects.append((keys.shard_key(send.shard, self.image.ndim), rows))
-        indexes = [
-            (keys.index_key(send.shard), index.row_records(self.ds.conn, first, first + send.rows))
-            for send in sends
-            for first in [send.shard * self.S]
+        # The index records are read here (the index connection is this thread's); each
+        # sender reads its shard's rows, encodes and PUTs them, then the shard's index
+        # object: obstore, file reads and the codecs release the GIL.
+        records = [
+            index.row_records(self.ds.conn, s.shard * self.S, s.shard * self.S + s.rows)
+            for s in sends
         ]
-        with ThreadPoolExecutor(PUT_THREADS) as pool:
-            list(pool.map(lambda o: self._put(o[0], self._shard_bytes(o[1])), objects))
-            list(pool.map(lambda o: self._put(o[0], keys.encode_records(o[1])), indexes))
+        list(self.pool.map(self._send, sends, records))
         n = reached(sends, self.S)
         self._put(keys.ARRAY_JSON, self.image.array_json(self.array_doc, n))
         if not sends[-1].full:
@@ -188,13 +182,25 @@ class Publisher:
         self._lag(local)
         return done
 
-    def _shard_bytes(self, data: bytes | np.ndarray) -> bytes:
-        return data if isinstance(data, bytes) else self.image.shard(data)
+    def _send(self, send: ShardSend, records: list[RowRecord]) -> None:
+        """One shard object, then its index object."""
+        with self.renewing:  # a round on a slow link may outlast a third of the lease
+            self.lease.renew_if_due()
+        first = send.shard * self.S
+        # A full shard the local format already holds is copied as it is; any other is
+        # made from the committed rows.
+        whole = self.ds.full_shard(send.shard, self.S) if send.full else None
+        if whole is None:
+            whole = self.image.shard(self.ds.read(first, first + send.rows))
+        self._put(keys.shard_key(send.shard, self.image.ndim), whole)
+        del whole  # memory: this sender holds one shard at a time
+        self._put(keys.index_key(send.shard), keys.encode_records(records))
 
     def _put(self, key: str, data: bytes) -> None:
         self.target.put(key, data)
-        self.state.bytes_sent += len(data)
-        self.state.objects_sent += 1
+        with self.counting:
+            self.state.bytes_sent += len(data)
+            self.state.objects_sent += 1
 
     def _lag(self, local: int) -> None:
         st = self.state
@@ -212,6 +218,9 @@ class Publisher:
             if lease is not None:
                 lease.release()
         finally:
+            pool = getattr(self, "pool", None)
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
             if self.lock_fd >= 0:
                 os.close(self.lock_fd)
                 self.lock_fd = -1

@@ -35,6 +35,9 @@ class Engine(Protocol):
     def check(self) -> None:
         """Raise a TiffsinkError if this engine cannot serve the config (nothing made yet)."""
 
+    def start_early(self) -> None:
+        """Begin what takes time to start (processes, a cluster), without waiting for it."""
+
     def run(
         self,
         writer: DatasetWriter,
@@ -66,6 +69,7 @@ def ingest(
     """Backfill `sources` into `config.dataset.directory`; Ctrl-C commits what is in flight."""
     engine = engine_for(config, scheduler)
     engine.check()
+    engine.start_early()  # workers get ready while the files are listed and the dataset opens
     feed = Backfill(config, sources)
     summary = Summary(files_total=feed.require_files())
     writer = DatasetWriter(config.dataset.directory, config.image, config.dataset.storage)

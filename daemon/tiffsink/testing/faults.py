@@ -59,6 +59,18 @@ def parse(text: str) -> dict[str, str]:
 _ARMED = parse(os.environ.get(ENV, ""))
 
 
+def armed() -> str:
+    """The faults this process's environment arms now (a supervisor hands them on to
+    workers, which fork from a server started earlier, with the environment of then)."""
+    return os.environ.get(ENV, "")
+
+
+def arm(text: str) -> None:
+    """Arm exactly the faults `text` names (in a worker, those its supervisor handed on)."""
+    global _ARMED
+    _ARMED = parse(text)
+
+
 def spec(**faults: str) -> dict[str, str]:
     """The environment that arms `faults` in a child process: spec(crash_at="after_data_fsync")."""
     text = ",".join(f"{k}={v}" for k, v in faults.items())

@@ -60,7 +60,7 @@ class RemoteImage:
         chunks = [codec.encode(rows[i], self.codec) for i in range(len(rows))]
         return shard.build(chunks, self.rows_per_shard)
 
-    def _packed_rows(self, data: bytes, k: int) -> np.ndarray | None:
+    def _packed_rows(self, data: bytes | memoryview, k: int) -> np.ndarray | None:
         """Uncompressed rows 0..k-1 viewed in place (no copy), when they lie back to back
         from offset 0, as a packed shard holds them; None otherwise."""
         if self.codec is not None or len(self.chunk) == 3:  # RGB chunks are (C, H, W)
@@ -69,20 +69,20 @@ class RemoteImage:
         n_idx = shard.index_bytes(S)
         if len(data) < n_idx:
             raise ValueError("the shard is shorter than its index")
-        table = shard.parse_table(data[-n_idx:], S, len(data) - n_idx)
+        table = shard.parse_table(bytes(data[-n_idx:]), S, len(data) - n_idx)
         want = np.arange(k, dtype="<u8") * size
         if not (np.array_equal(table[:k, 0], want) and (table[:k, 1] == size).all()):
             return None
         dtype = np.dtype(self.spec.dtype).newbyteorder("<")
         return np.frombuffer(data, dtype, count=k * size // dtype.itemsize).reshape(k, *self.chunk)
 
-    def rows_of(self, data: bytes, first: int, stop: int) -> np.ndarray:
+    def rows_of(self, data: bytes | memoryview, first: int, stop: int) -> np.ndarray:
         """Rows first..stop-1 of a shard (positions inside it) as (k, H, W[, C]);
         ValueError if the shard does not hold them."""
         fast = self._packed_rows(data, stop)
         if fast is not None:
             return fast[first:stop]
-        chunks = shard.parse(data, self.rows_per_shard)
+        chunks = shard.parse(bytes(data), self.rows_per_shard)
         out = np.empty((stop - first, *self.spec.row_shape), self.spec.dtype)
         for i in range(first, stop):
             c = chunks[i]

@@ -59,9 +59,9 @@ class RemoteRows(RowReader):
             by_shard.setdefault(r // S, []).append(i)
 
         def fill(s: int) -> None:  # each thread decodes its shard's rows straight into `out`
-            where = by_shard[s]
             got = self._shard_rows(s, n)
-            out[where] = got[rows[where] - s * S]
+            for i in by_shard[s]:  # row by row: no gathered copy of the shard in between
+                out[i] = got[rows[i] - s * S]
 
         with ThreadPoolExecutor(min(GET_THREADS, max(1, len(by_shard)))) as pool:
             list(pool.map(fill, by_shard))
@@ -74,7 +74,7 @@ class RemoteRows(RowReader):
         """Every committed row of shard `s`."""
         S = self.image.rows_per_shard
         k = min(S, n - s * S)
-        data = self.target.get(keys.shard_key(s, self.image.ndim))
+        data = self.target.get_buffer(keys.shard_key(s, self.image.ndim))
         if data is None:
             raise DatasetError(self.target.url, f"shard {s} is missing, but holds committed rows")
         try:

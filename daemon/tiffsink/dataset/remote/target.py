@@ -37,6 +37,12 @@ class Target(ABC):
     def get(self, key: str) -> bytes | None:
         """The object's bytes, or None if there is none."""
 
+    def get_buffer(self, key: str) -> memoryview | None:
+        """The object as a read-only buffer, or None if absent: for a shard, which a
+        reader views in place rather than copying (a bytes object by default)."""
+        data = self.get(key)
+        return None if data is None else memoryview(data)
+
     @abstractmethod
     def get_versioned(self, key: str) -> tuple[bytes, str] | None:
         """The object and its version tag (for `replace_if`), or None if absent."""
@@ -74,6 +80,14 @@ class ObjectTarget(Target):
         try:
             return bytes(obstore.get(self.store, key).bytes())
         except FileNotFoundError:  # obstore's not-found is the builtin
+            return None
+
+    def get_buffer(self, key: str) -> memoryview | None:
+        import obstore
+
+        try:  # obstore's Bytes own the body as received: viewed, not copied
+            return memoryview(obstore.get(self.store, key).bytes())
+        except FileNotFoundError:
             return None
 
     def get_versioned(self, key: str) -> tuple[bytes, str] | None:
