@@ -153,3 +153,24 @@ def test_the_architecture_map_names_every_module() -> None:
         if p.name != "__init__.py" and p.name not in doc
     ]
     assert unnamed == []
+
+
+def test_a_worker_imports_neither_the_readers_nor_zarr_python() -> None:
+    """A worker process's module pulls in only what decoding and writing rows need: the
+    fork server imports it, and every extra module delays a worker's start."""
+    import subprocess
+    import sys
+
+    heavy = (
+        "zarr",
+        "tiffsink.dataset.reader",
+        "tiffsink.dataset.writer",
+        "tiffsink.dataset.collection",
+        "tiffsink.pipeline.pipeline",
+    )
+    code = (
+        "import sys, tiffsink.pipeline.worker\n"
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == ""
