@@ -53,3 +53,30 @@ def test_drop_last_leaves_out_only_the_short_batch() -> None:
     got = list(batches(Rows(50), 8, 7, shuffle=False, drop_last=True))
     assert [len(r) for r, _ in got] == [7] * 7
     assert np.concatenate([r for r, _ in got]).tolist() == list(range(49))
+
+
+def test_a_consumer_that_stops_early_stops_the_assembler() -> None:
+    """Closing the iterator after one batch ends its assembling thread, with nothing
+    fetched past the windows already asked for."""
+    import threading
+
+    ds = Rows(1000)
+    it = batches(ds, 8, 4, shuffle=False)
+    next(it)
+    it.close()  # type: ignore[attr-defined]
+    assert not [t for t in threading.enumerate() if t.name == "tiffsink-batches"]
+    assert len(ds.fetched) < 1000 // (8 * WINDOW_SHARDS)
+
+
+def test_an_error_while_fetching_reaches_the_consumer() -> None:
+    """A window that cannot be fetched raises in the consumer, not in a lost thread."""
+
+    class Broken(Rows):
+        def window(self, rows: np.ndarray) -> ArrayWindow:
+            if rows.min() >= 64:
+                raise OSError("shard 2 is missing")
+            return super().window(rows)
+
+    it = batches(Broken(200), 8, 16, shuffle=False)
+    with pytest.raises(OSError, match="shard 2 is missing"):
+        list(it)

@@ -15,15 +15,20 @@ first.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
 WINDOW_SHARDS = 4  # shards whose rows are shuffled together (and fetched together)
 PREFETCH = 2  # windows fetched ahead of the one being read
+READY = 2  # batches assembled ahead of the one being used
+
+T = TypeVar("T")
 
 
 class Window(Protocol):
@@ -73,6 +78,43 @@ def order(n: int, rows_per_shard: int, shuffle: bool, seed: int, epoch: int) -> 
     return windows
 
 
+def ahead(items: Iterator[T], depth: int) -> Iterator[T]:
+    """`items`, produced by a thread of their own up to `depth` ahead of the consumer,
+    so that assembling the next batch (its copies, its fresh pages) overlaps using this
+    one. Stops the thread when the consumer stops early; re-raises what it raised."""
+    ready: queue.Queue[tuple[bool, T | BaseException | None]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        ready.put((True, item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put((False, None))
+        except BaseException as e:  # handed to the consumer, which raises it
+            ready.put((False, e))
+
+    t = threading.Thread(target=produce, name="tiffsink-batches", daemon=True)
+    t.start()
+    try:
+        while True:
+            more, item = ready.get()
+            if not more:
+                if isinstance(item, BaseException):
+                    raise item
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        t.join()
+
+
 def batches(
     ds: _Rows,
     rows_per_shard: int,
@@ -82,9 +124,23 @@ def batches(
     epoch: int = 0,
     drop_last: bool = False,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(row numbers, images) batches over every row of `ds`, the next windows prefetched."""
+    """(row numbers, images) batches over every row of `ds`: the next windows fetched
+    and the next batches assembled while this one is used."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
+    return ahead(_assemble(ds, rows_per_shard, batch_size, shuffle, seed, epoch, drop_last), READY)
+
+
+def _assemble(
+    ds: _Rows,
+    rows_per_shard: int,
+    batch_size: int,
+    shuffle: bool = True,
+    seed: int = 0,
+    epoch: int = 0,
+    drop_last: bool = False,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The batches, each copied out of its windows, the next windows prefetched."""
     windows = order(len(ds), rows_per_shard, shuffle, seed, epoch)
     pending: list[tuple[np.ndarray, Window, np.ndarray]] = []  # pieces of the next batch
     held = 0  # rows in `pending`
