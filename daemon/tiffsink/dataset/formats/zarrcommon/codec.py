@@ -2,7 +2,7 @@
 
 The same encoding runs in the workers (which write encoded rows into pending slots), in
 cluster tasks and in readers; zarr-python decodes it with the codecs named in zarr.json, which
-`zarr_compressors` builds from the same `Storage`.
+`ome.array_template` names from the same `Storage`.
 """
 
 from __future__ import annotations
@@ -30,23 +30,6 @@ def compressor(storage: Storage) -> Any:
             return numcodecs.Blosc(cname="zstd", clevel=level, shuffle=numcodecs.Blosc.SHUFFLE)
         case "gzip":
             return numcodecs.GZip(level=level)
-    return None
-
-
-def zarr_compressors(storage: Storage) -> list[Any] | None:
-    """The same codec as zarr-python names it (for creating the array's zarr.json)."""
-    from zarr.codecs import BloscCodec, BloscShuffle, GzipCodec, ZstdCodec
-
-    level = storage.compression_level
-    match storage.compression:
-        case "zstd":
-            return [ZstdCodec(level=level)]
-        case "blosc-lz4":
-            return [BloscCodec(cname="lz4", clevel=level, shuffle=BloscShuffle.shuffle)]
-        case "blosc-zstd":
-            return [BloscCodec(cname="zstd", clevel=level, shuffle=BloscShuffle.shuffle)]
-        case "gzip":
-            return [GzipCodec(level=level)]
     return None
 
 
