@@ -102,11 +102,19 @@ class ZarrReader(RowReader):
         return self._shards.take(rows.tolist(), n)
 
     def full_shard(self, s: int, rows_per_shard: int, n: int) -> bytes | None:
-        """The shard file: a full shard is packed whichever way it was written (in place or
-        whole), so it is the published object byte for byte."""
+        """A full shard, packed: an uncompressed one is packed whichever way it was written
+        (in place or whole), so it is the published object byte for byte; a zstd one
+        written in slots is packed here (its chunks without the frames that padded them),
+        so that no padding travels."""
         if rows_per_shard != self.storage.shard_rows or (s + 1) * rows_per_shard > n:
             return None
-        return shard.path(self.array, s, len(self.images.shape)).read_bytes()
+        data = shard.path(self.array, s, len(self.images.shape)).read_bytes()
+        if self.storage.compression == "none":
+            return data
+        chunks = shard.parse(data, rows_per_shard)
+        if any(c is None for c in chunks):
+            return None  # cannot be: the shard holds committed rows only; re-read them
+        return shard.build([codec.unpadded(c, self.storage) for c in chunks if c], rows_per_shard)
 
     def read(self, start: int, stop: int, n: int) -> np.ndarray:
         data = np.asarray(self.images[start : min(stop, n)])
