@@ -78,3 +78,32 @@ def test_creating_and_opening_a_zarr_dataset_imports_no_zarr_python(tmp_path: Pa
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_reading_a_zarr_dataset_imports_no_zarr_python_until_images_is_asked_for(
+    tmp_path: Path,
+) -> None:
+    """open_dataset, len, read, take and full shards need no zarr-python; `images` (the
+    zarr-python array) imports it when first asked for."""
+    import subprocess
+
+    code = (
+        "import sys, numpy as np\n"
+        "from tiffsink import open_dataset\n"
+        "from tiffsink.config import ImageSpec, Storage\n"
+        "from tiffsink.dataset import DatasetWriter\n"
+        "from tiffsink.dataset.records import RowRecord\n"
+        "spec, st = ImageSpec(height=4, width=4), Storage('zarr', 2, 'zstd', 1)\n"
+        f"w = DatasetWriter({str(tmp_path / 'ds')!r}, spec, st)\n"
+        "recs = [RowRecord(w.write_row(np.full((4, 4), i, np.uint16)), f'/f{i}', 0, 1, i,\n"
+        "        'h', 4, 4, 'uint16', 1, 0.0) for i in range(3)]\n"
+        "w.commit(recs, []); w.close()\n"
+        f"ds = open_dataset({str(tmp_path / 'ds')!r})\n"
+        "ok = len(ds) == 3 and ds.read(0, 3)[:, 0, 0].tolist() == [0, 1, 2]\n"
+        "ok = ok and ds.take([2, 0])[:, 0, 0].tolist() == [2, 0] and bool(ds.full_shard(0, 2))\n"
+        "before = 'zarr' in sys.modules\n"
+        "shape = ds.images.shape\n"
+        "print(ok, before, 'zarr' in sys.modules, shape)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True False True (3, 4, 4)"
