@@ -418,3 +418,34 @@ def test_a_full_zstd_shard_is_handed_out_packed(tmp_path: Path, kind: str) -> No
     chunks = shard.parse(packed, 4)
     enc = codec.compressor(ZSTD)
     assert chunks == [codec.encode(r, enc) for r in rows]
+
+
+def test_a_full_disk_while_raising_the_shape_leaves_it_lagging_until_the_next_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC writing zarr.json after the index commit is not a crash: the rows stay
+    committed, readers see the old shape, and the next commit raises it."""
+    from tiffsink.dataset.formats.zarrcommon import array
+    from tiffsink.errors import DatasetFullError
+
+    rows = make(tmp_path, SPEC, 3, ZSTD)
+    real, calls = array.write_atomic, []
+
+    def full_once(*args: object, **kw: object) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise DatasetFullError(tmp_path, "ENOSPC (No space left on device)")
+        real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(array, "write_atomic", full_once)
+    more = filled(SPEC, 7)[:3]
+    with DatasetWriter(tmp_path, SPEC, ZSTD) as w:
+        w.commit([_rec(w.write_row(r)) for r in more[:2]], [])
+        assert w.committed == 5
+        assert zarr.open_array(tmp_path / "images.zarr/0", mode="r").shape[0] == 3
+        with open_dataset(tmp_path) as ds:
+            assert len(ds) == 3
+        w.commit([_rec(w.write_row(more[2]))], [])
+    got = np.asarray(zarr.open_array(tmp_path / "images.zarr/0", mode="r")[:])
+    np.testing.assert_array_equal(got, np.array(rows + more))
+    assert verify(tmp_path).ok
