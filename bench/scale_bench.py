@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from ingest_bench import OUT, _loop_e, make_corpus, per_core, warm
 
 RUN = """
+import tiffsink.cli  # the command's process settings first (OpenBLAS single-threaded)
 import json, resource, sys, time
 from pathlib import Path
 from tiffsink.config import load_config

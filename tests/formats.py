@@ -18,15 +18,17 @@ from tiffsink.dataset.formats import Format, format_of
 from tiffsink.dataset.formats.npy import NPY as NPY_FORMAT
 from tiffsink.dataset.formats.npy import header as npyhead
 from tiffsink.dataset.formats.zarr_compressed import ZARR_COMPRESSED
-from tiffsink.dataset.formats.zarr_uncompressed import ZARR_UNCOMPRESSED
-from tiffsink.dataset.formats.zarr_uncompressed.shards import DenseShards
+from tiffsink.dataset.formats.zarr_slots import ZARR_SLOTS
+from tiffsink.dataset.formats.zarr_slots.shards import DenseShards
+from tiffsink.dataset.formats.zarrcommon.codec import fixed_slot_bytes
 from tiffsink.dataset.layout import Layout
 from tiffsink.dataset.writer import DatasetWriter
 
 NPY = Storage()
 ZARR = Storage("zarr", shard_rows=3, compression="none")  # small shards: many boundaries
 ZARR_ZSTD = Storage("zarr", shard_rows=4, compression="zstd", compression_level=3)
-STORAGES = {"npy": NPY, "zarr": ZARR, "zarr-zstd": ZARR_ZSTD}
+ZARR_BLOSC = Storage("zarr", shard_rows=4, compression="blosc-lz4", compression_level=3)
+STORAGES = {"npy": NPY, "zarr": ZARR, "zarr-zstd": ZARR_ZSTD, "zarr-blosc": ZARR_BLOSC}
 
 
 class NpyProbe:
@@ -76,12 +78,13 @@ class ZarrProbe:
         (w.layout.tmp / "zarr.json.1.tmp").write_bytes(doc[: cut * 7])
 
 
-class UncompressedZarrProbe(ZarrProbe):
+class SlotZarrProbe(ZarrProbe):
     def slots_past(self, lay: Layout, spec: ImageSpec, storage: Storage, n: int) -> list[str]:
-        if not n % storage.shard_rows:
+        slot = fixed_slot_bytes(storage, spec.row_bytes)
+        if not n % storage.shard_rows or slot is None:
             return []
         ndim = 1 + len(spec.row_shape)
-        shards = DenseShards(lay.zarr / "0", storage.shard_rows, spec.row_bytes, ndim)
+        shards = DenseShards(lay.zarr / "0", storage.shard_rows, slot, ndim)
         s, k = divmod(n, storage.shard_rows)
         if shards.is_dense(s) and shards.data_after(s, k):
             return [f"shard {s} holds bytes past its {k} committed rows"]
@@ -90,7 +93,7 @@ class UncompressedZarrProbe(ZarrProbe):
 
 PROBES: dict[Format, NpyProbe | ZarrProbe] = {
     NPY_FORMAT: NpyProbe(),
-    ZARR_UNCOMPRESSED: UncompressedZarrProbe(),
+    ZARR_SLOTS: SlotZarrProbe(),
     ZARR_COMPRESSED: ZarrProbe(),
 }
 

@@ -194,9 +194,11 @@ def test_disk_full_pauses_then_resumes_with_nothing_lost(
         image={"height": 128, "width": 128},
     )
     d.start()
-    paths = [d.inbox / f"big{i:03d}.tif" for i in range(120)]  # 120 x 32 KiB rows > 3 MiB
+    # 120 x 32 KiB rows > 3 MiB, in every format: noise at the row's own size, which no
+    # codec shrinks (zstd rows take only their compressed size on disk).
+    paths = [d.inbox / f"big{i:03d}.tif" for i in range(120)]
     for i, p in enumerate(paths):
-        p.write_bytes(tiff_bytes(source_array(i)))
+        p.write_bytes(tiff_bytes(source_array(i, (128, 128))))
     ev = wait_for(lambda: d.events("dataset.disk_full"), 60, "a disk_full event")
     assert "ENOSPC" in ev[0]["detail"] or "full" in ev[0]["detail"]
     assert d.proc is not None and d.proc.poll() is None, "daemon must stay up"

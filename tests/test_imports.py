@@ -174,3 +174,22 @@ def test_a_worker_imports_neither_the_readers_nor_zarr_python() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == ""
+
+
+def test_the_command_starts_no_blas_threads() -> None:
+    """Loading the command, then numpy, leaves the process with its one thread: no
+    OpenBLAS thread pool spinning beside the workers."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, tiffsink.cli, numpy\n"
+        "numpy.ones((64, 64)) @ numpy.ones((64, 64))\n"
+        "print(len(os.listdir('/proc/self/task')))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.strip() == "1"

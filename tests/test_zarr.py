@@ -358,3 +358,94 @@ def test_a_zarr_image_that_cannot_be_created_is_a_clear_error(tmp_path: Path) ->
             DatasetWriter(tmp_path, SPEC, ZARR)
     finally:
         subprocess.run(["umount", "-l", str(tmp)], check=False)
+
+
+ZSTD = Storage("zarr", shard_rows=4, compression="zstd", compression_level=1)
+FLAT = ImageSpec(height=256, width=256, dtype="uint16")
+
+
+def test_zstd_rows_are_written_in_place_and_cost_only_their_compressed_size(
+    tmp_path: Path,
+) -> None:
+    """zstd rows go into fixed slots (frame, then a skippable frame to the slot's end)
+    under an index that never changes: zarr-python reads them, and the unwritten rest of
+    each slot stays a hole, so a shard takes about its compressed size on disk."""
+    rows = [np.full(FLAT.row_shape, i, np.uint16) for i in range(6)]  # compress ~1000x
+    with DatasetWriter(tmp_path, FLAT, ZSTD) as w:
+        w.commit([_rec(w.write_row(r)) for r in rows], [])
+        slot = w.store.slot_bytes
+    first = tmp_path / "images.zarr/0/c/0/0/0"
+    index = first.read_bytes()[4 * slot :]
+    assert index == shard.dense_index(4, slot)  # every slot named whole, from the start
+    assert first.stat().st_size == 4 * slot + len(index)
+    assert first.stat().st_blocks * 512 < FLAT.row_bytes  # holes: four rows in < one row
+    got = np.asarray(zarr.open_array(tmp_path / "images.zarr/0", mode="r")[:])
+    np.testing.assert_array_equal(got, np.array(rows))
+    assert verify(tmp_path).ok
+
+
+def test_an_older_zstd_dataset_is_taken_over_as_it_is(tmp_path: Path) -> None:
+    """A zstd dataset an older version wrote (a packed last shard, pending.rows beside
+    it) opens with its rows: the last shard is laid out in slots again, pending.rows
+    goes, and new rows follow the old ones."""
+    rows = make(tmp_path, SPEC, 6, ZSTD)
+    enc = codec.compressor(ZSTD)
+    packed = shard.build([codec.encode(r, enc) for r in rows[4:]], 4)
+    (tmp_path / "images.zarr/0/c/1/0/0").write_bytes(packed)  # as the old commit wrote it
+    (tmp_path / "pending.rows").write_bytes(b"\1" * 100)  # an old run's uncommitted slots
+    more = filled(SPEC, 9)[:3]
+    with DatasetWriter(tmp_path, SPEC, ZSTD) as w:
+        w.commit([_rec(w.write_row(r)) for r in more], [])
+    assert not (tmp_path / "pending.rows").exists()
+    assert verify(tmp_path).ok
+    got = np.asarray(zarr.open_array(tmp_path / "images.zarr/0", mode="r")[:])
+    np.testing.assert_array_equal(got, np.array(rows + more))
+
+
+@pytest.mark.parametrize("kind", ["flat", "noise", "mixed"])
+def test_a_full_zstd_shard_is_handed_out_packed(tmp_path: Path, kind: str) -> None:
+    """The full shard a publisher copies holds each row's zstd frame alone, without the
+    skippable frame that padded its slot (flat rows make RLE blocks, noise raw ones)."""
+    rng = np.random.default_rng(1)
+    noise = [rng.integers(0, 65535, FLAT.row_shape).astype(np.uint16) for _ in range(4)]
+    flat = [np.full(FLAT.row_shape, 7, np.uint16) for _ in range(4)]
+    rows = {"flat": flat, "noise": noise, "mixed": [flat[0], noise[1], flat[2], noise[3]]}[kind]
+    with DatasetWriter(tmp_path, FLAT, ZSTD) as w:
+        w.commit([_rec(w.write_row(r)) for r in rows], [])
+    with open_dataset(tmp_path) as ds:
+        packed = ds.full_shard(0, 4)
+    assert packed is not None
+    chunks = shard.parse(packed, 4)
+    enc = codec.compressor(ZSTD)
+    assert chunks == [codec.encode(r, enc) for r in rows]
+
+
+def test_a_full_disk_while_raising_the_shape_leaves_it_lagging_until_the_next_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC writing zarr.json after the index commit is not a crash: the rows stay
+    committed, readers see the old shape, and the next commit raises it."""
+    from tiffsink.dataset.formats.zarrcommon import array
+    from tiffsink.errors import DatasetFullError
+
+    rows = make(tmp_path, SPEC, 3, ZSTD)
+    real, calls = array.write_atomic, []
+
+    def full_once(*args: object, **kw: object) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise DatasetFullError(tmp_path, "ENOSPC (No space left on device)")
+        real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(array, "write_atomic", full_once)
+    more = filled(SPEC, 7)[:3]
+    with DatasetWriter(tmp_path, SPEC, ZSTD) as w:
+        w.commit([_rec(w.write_row(r)) for r in more[:2]], [])
+        assert w.committed == 5
+        assert zarr.open_array(tmp_path / "images.zarr/0", mode="r").shape[0] == 3
+        with open_dataset(tmp_path) as ds:
+            assert len(ds) == 3
+        w.commit([_rec(w.write_row(more[2]))], [])
+    got = np.asarray(zarr.open_array(tmp_path / "images.zarr/0", mode="r")[:])
+    np.testing.assert_array_equal(got, np.array(rows + more))
+    assert verify(tmp_path).ok

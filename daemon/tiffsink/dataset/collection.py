@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError
-from .batches import batches
+from .batches import Window, batches
 from .opener import open_dataset
 from .reader import Dataset
 
@@ -83,6 +83,11 @@ class Collection:
             out[sel] = self.parts[int(k)].take(local[sel])
         return out
 
+    def window(self, rows: np.ndarray) -> Window:
+        """These rows fetched from their parts for `batches()`."""
+        part, local = self._locate(np.asarray(rows, dtype=np.int64))
+        return _PartsWindow(self, part, local)
+
     def read(self, start: int, stop: int) -> np.ndarray:
         return self.take(np.arange(start, min(stop, len(self)), dtype=np.int64))
 
@@ -136,6 +141,27 @@ class Collection:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+class _PartsWindow:
+    """A collection's window: each part's rows fetched as that part fetches them."""
+
+    def __init__(self, c: Collection, part: np.ndarray, local: np.ndarray) -> None:
+        self.part, self.shape, self.dtype = part, c.row_shape, c.dtype
+        self.wins: dict[int, Window] = {}
+        self.at = np.empty(len(part), np.int64)  # position within its part's window
+        for k in np.unique(part).tolist():
+            sel = part == k
+            self.wins[k] = c.parts[k].window(local[sel])
+            self.at[sel] = np.arange(int(sel.sum()))
+
+    def take(self, positions: np.ndarray) -> np.ndarray:
+        out = np.empty((len(positions), *self.shape), self.dtype)
+        part = self.part[positions]
+        for k in np.unique(part).tolist():
+            sel = part == k
+            out[sel] = self.wins[k].take(self.at[positions[sel]])
+        return out
 
 
 def open_collection(

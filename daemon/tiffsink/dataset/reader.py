@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import DatasetError
 from . import index
-from .batches import batches
+from .batches import Window, batches
 from .formats import RowReader, format_of
 from .layout import Layout
 from .meta import spec_from_meta, storage_from_meta
@@ -129,6 +129,10 @@ class Dataset(RowMeta):
         """The given rows, in the given order, as (k, H, W[, C]): a training batch. On zarr
         this reads chunks straight from the shards, many times faster than zarr-python."""
         return self._rows.take(np.asarray(rows, dtype=np.int64), len(self))
+
+    def window(self, rows: np.ndarray) -> Window:
+        """These rows fetched for `batches()`, which copies each batch out of them."""
+        return self._rows.window(np.asarray(rows, dtype=np.int64), len(self))
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Rows start..stop-1 as a numpy array (N, H, W[, C]), whatever the format."""

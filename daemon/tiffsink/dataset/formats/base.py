@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ...config import ImageSpec, Storage
+from ..batches import ArrayWindow, Window
 from ..layout import Layout
 from .store import RowStore
 
@@ -36,6 +37,11 @@ class RowReader(ABC):
     @abstractmethod
     def take(self, rows: np.ndarray, n: int) -> np.ndarray:
         """Rows (each < n, the committed count), in the given order, as (k, H, W[, C])."""
+
+    def window(self, rows: np.ndarray, n: int) -> Window:
+        """Rows (each < n) fetched for `batches()`, which copies batches out of them; by
+        default read at once into one array."""
+        return ArrayWindow(self.take(rows, n))
 
     def read(self, start: int, stop: int, n: int) -> np.ndarray:
         """Rows start..stop-1 (capped at n) as (k, H, W[, C])."""

@@ -16,13 +16,15 @@ from ..layout import Layout
 from .base import Format
 from .npy import NPY
 from .zarr_compressed import ZARR_COMPRESSED
-from .zarr_uncompressed import ZARR_UNCOMPRESSED
+from .zarr_slots import ZARR_SLOTS
+from .zarrcommon.codec import fixed_slot_bytes
 
 
 def _zarr(storage: Storage) -> Format:
-    """Uncompressed rows have one size, so a fixed slot in their shard each; compressed
-    rows vary, so their shards are written whole."""
-    return ZARR_UNCOMPRESSED if storage.compression == "none" else ZARR_COMPRESSED
+    """Rows whose chunks fill a fixed slot (uncompressed ones, zstd ones padded by a
+    skippable frame) are written in place; other codecs' chunks vary in size and have
+    no way to fill a slot, so their shards are written whole."""
+    return ZARR_SLOTS if fixed_slot_bytes(storage, 1) is not None else ZARR_COMPRESSED
 
 
 # In detection order: a folder holding both is taken for the first.

@@ -10,15 +10,12 @@ a partly filled one costs only its rows.
 from __future__ import annotations
 
 import json
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ...config import ImageSpec, Storage
 from ..formats.zarrcommon import codec, ome, shard
-from ..layout import ARRAY
 
 
 class RemoteImage:
@@ -39,11 +36,8 @@ class RemoteImage:
     def documents(self) -> tuple[bytes, dict[str, Any]]:
         """The group's zarr.json, and the array's as a dict (for 0 rows), as zarr-python
         writes them for the local format."""
-        with tempfile.TemporaryDirectory(prefix="tiffsink-remote-") as tmp:
-            ome.create(Path(tmp), self.spec, self.storage)
-            group = (Path(tmp) / "zarr.json").read_bytes()
-            array: dict[str, Any] = json.loads((Path(tmp) / ARRAY / "zarr.json").read_bytes())
-        return group, array
+        group = json.dumps(ome.group_document(self.spec), indent=2).encode()
+        return group, ome.array_template(self.spec, self.storage)
 
     @staticmethod
     def array_json(template: dict[str, Any], n: int) -> bytes:

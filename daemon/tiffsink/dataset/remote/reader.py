@@ -19,6 +19,7 @@ import numpy as np
 
 from ...errors import DatasetError
 from .. import index
+from ..batches import Window
 from ..formats import RowReader
 from ..meta import spec_from_meta, storage_from_meta
 from ..reader import Dataset
@@ -67,6 +68,16 @@ class RemoteRows(RowReader):
             list(pool.map(fill, by_shard))
         return out
 
+    def window(self, rows: np.ndarray, n: int) -> Window:
+        """The rows' shards fetched in parallel and kept as received: each batch copies
+        its rows straight out of the GET bodies."""
+        if len(rows) and (rows.min() < 0 or rows.max() >= n):
+            raise IndexError(f"rows outside 0..{n - 1}")
+        shards = np.unique(rows // self.image.rows_per_shard).tolist()
+        with ThreadPoolExecutor(min(GET_THREADS, max(1, len(shards)))) as pool:
+            got = dict(zip(shards, pool.map(lambda s: self._shard_rows(s, n), shards), strict=True))
+        return _ShardWindow(rows, got, self.image)
+
     def read(self, start: int, stop: int, n: int) -> np.ndarray:
         return self.take(np.arange(start, min(stop, n), dtype=np.int64), n)
 
@@ -81,6 +92,20 @@ class RemoteRows(RowReader):
             return self.image.rows_of(data, 0, k)
         except ValueError as e:
             raise DatasetError(self.target.url, f"shard {s}: {e}") from e
+
+
+class _ShardWindow:
+    """A window's shards as fetched (views of the GET bodies, packed or decoded)."""
+
+    def __init__(self, rows: np.ndarray, shards: dict[int, np.ndarray], image: RemoteImage):
+        self.rows, self.shards, self.image = rows, shards, image
+
+    def take(self, positions: np.ndarray) -> np.ndarray:
+        S = self.image.rows_per_shard
+        out = np.empty((len(positions), *self.image.spec.row_shape), self.image.spec.dtype)
+        for i, r in enumerate(self.rows[positions].tolist()):
+            out[i] = self.shards[r // S][r % S]
+        return out
 
 
 class RemoteDataset(Dataset):

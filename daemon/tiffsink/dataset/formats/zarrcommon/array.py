@@ -4,17 +4,19 @@ folders past the committed rows.
 The image group is created once (in tmp/, then renamed into place) and must match the
 spec; tiffsink then only ever rewrites the array's shape, raised after each index commit
 (written to tmp/ and renamed; not fsynced: the index is the truth, and recovery raises a
-lagging shape or rebuilds a zarr.json a power cut left empty).
+lagging shape or rebuilds a zarr.json a power cut left empty; a full disk leaves it
+lagging until a later commit raises it).
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from ....config import ImageSpec, Storage
 from ....errors import DatasetError, DatasetFullError
@@ -22,6 +24,8 @@ from ...fsio import fsync_dir, write_atomic
 from ...layout import ARRAY, Layout
 from . import codec, ome, shard
 from .wholeshard import ShardWriter
+
+log = structlog.get_logger("tiffsink")
 
 
 class ZarrArray:
@@ -85,11 +89,14 @@ class ZarrArray:
 
     def publish_shape(self, n: int) -> None:
         """Raise zarr.json's shape to `n` rows: renamed, so readers see the old shape or
-        the new one."""
+        the new one. On a full disk the shape stays where it was: the rows are committed
+        (the index says so), readers see them once a later commit, or recovery, raises
+        it; meanwhile the workers' next writes meet the full disk and pause intake."""
+        before = self.meta["shape"][0]
         self.meta["shape"][0] = n
         data = json.dumps(self.meta, indent=2).encode()
         try:
             write_atomic(self.layout.tmp, self.path / "zarr.json", data, durable=False)
         except DatasetFullError as e:
-            # The rows are committed already: not retryable; recovery raises the shape.
-            raise OSError(errno.ENOSPC, str(e)) from e
+            self.meta["shape"][0] = before
+            log.warning("dataset.shape_lagging", rows=n, shape=before, detail=e.reason)

@@ -2,11 +2,12 @@
 
 The same encoding runs in the workers (which write encoded rows into pending slots), in
 cluster tasks and in readers; zarr-python decodes it with the codecs named in zarr.json, which
-`zarr_compressors` builds from the same `Storage`.
+`ome.array_template` names from the same `Storage`.
 """
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import numpy as np
@@ -33,21 +34,64 @@ def compressor(storage: Storage) -> Any:
     return None
 
 
-def zarr_compressors(storage: Storage) -> list[Any] | None:
-    """The same codec as zarr-python names it (for creating the array's zarr.json)."""
-    from zarr.codecs import BloscCodec, BloscShuffle, GzipCodec, ZstdCodec
+# A zstd skippable frame's header: its magic, then the size of the content it skips. Every
+# zstd decoder (libzstd, so numcodecs and zarr-python) skips such a frame after a chunk's.
+SKIPPABLE = struct.Struct("<II")
+SKIPPABLE_MAGIC = 0x184D2A50
 
-    level = storage.compression_level
+
+def fixed_slot_bytes(storage: Storage, row_bytes: int) -> int | None:
+    """The size of a fixed slot that holds any row's chunk, for a codec whose chunks can
+    fill one (then rows are written in place, as uncompressed ones are); None otherwise.
+    Uncompressed: the row itself. zstd: its worst case (n + n/256 + a little, under
+    n + n/128 + 1 KiB), then room for a skippable frame's header; what the frame leaves
+    of the slot is the skippable frame's content, never written (a hole on disk)."""
     match storage.compression:
+        case "none":
+            return row_bytes
         case "zstd":
-            return [ZstdCodec(level=level)]
-        case "blosc-lz4":
-            return [BloscCodec(cname="lz4", clevel=level, shuffle=BloscShuffle.shuffle)]
-        case "blosc-zstd":
-            return [BloscCodec(cname="zstd", clevel=level, shuffle=BloscShuffle.shuffle)]
-        case "gzip":
-            return [GzipCodec(level=level)]
+            return row_bytes + row_bytes // 128 + 1024 + SKIPPABLE.size
     return None
+
+
+def slot_filler(chunk_bytes: int, slot_bytes: int, storage: Storage) -> bytes:
+    """What follows a chunk of `chunk_bytes` so that its slot decodes as that chunk:
+    nothing when it fills the slot, else a zstd skippable frame's header covering the
+    rest. ValueError for a chunk that cannot fill the slot."""
+    if chunk_bytes == slot_bytes:
+        return b""
+    rest = slot_bytes - chunk_bytes - SKIPPABLE.size
+    if storage.compression != "zstd" or rest < 0:
+        raise ValueError(f"a chunk of {chunk_bytes} bytes cannot fill a slot of {slot_bytes}")
+    return SKIPPABLE.pack(SKIPPABLE_MAGIC, rest)
+
+
+def _zstd_frame_bytes(data: bytes | memoryview) -> int:
+    """The length of the zstd frame `data` starts with, from its header and block headers
+    (as ZSTD_findFrameCompressedSize, which numcodecs does not expose)."""
+    view = memoryview(data).cast("B")
+    fhd = view[4]
+    single = (fhd >> 5) & 1
+    fcs = {0: single, 1: 2, 2: 4, 3: 8}[fhd >> 6]
+    at = 5 + (0 if single else 1) + {0: 0, 1: 1, 2: 2, 3: 4}[fhd & 3] + fcs
+    while True:
+        head = int.from_bytes(view[at : at + 3], "little")
+        at += 3 + (1 if (head >> 1) & 3 == 1 else head >> 3)  # an RLE block holds one byte
+        if head & 1:
+            return at + (4 if (fhd >> 2) & 1 else 0)
+
+
+def unpadded(chunk: bytes | memoryview, storage: Storage) -> bytes | memoryview:
+    """A chunk as a packed shard holds it: a zstd slot without the skippable frame that
+    filled it (`slot_filler`); any other chunk as it is."""
+    if storage.compression != "zstd":
+        return chunk
+    end = _zstd_frame_bytes(chunk)
+    if end + SKIPPABLE.size <= len(chunk):
+        magic, rest = SKIPPABLE.unpack_from(chunk, end)
+        if magic == SKIPPABLE_MAGIC and end + SKIPPABLE.size + rest == len(chunk):
+            return chunk[:end]
+    return chunk
 
 
 def chunk_shape(row_shape: tuple[int, ...]) -> tuple[int, ...]:

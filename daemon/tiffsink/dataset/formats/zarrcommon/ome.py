@@ -2,9 +2,10 @@
 
 `images.zarr/` is an NGFF image whose only (full-resolution) array is `0`: axes `row`
 (one image per row; a custom axis), then `c` for RGB rows, then `y`, `x` in pixels (the
-sources' pixel size is not known, so the scale is 1). zarr-python builds the documents,
-so they are what zarr-python, napari and dask expect; tiffsink then only ever rewrites the
-array's shape.
+sources' pixel size is not known, so the scale is 1). The documents are built here as
+zarr-python 3 writes them for the same array (tests/test_zarr_documents.py compares them
+with its output), without importing it: a quarter of a second that every command opening
+a zarr dataset paid. tiffsink then only ever rewrites the array's shape.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from ....config import ImageSpec, Storage
 from ....errors import DatasetError
 from ...fsio import fsync_dir
 from ...layout import ARRAY, Layout
-from .codec import chunk_shape, zarr_compressors
+from .codec import chunk_shape
 
 log = structlog.get_logger("tiffsink")
 
@@ -58,34 +58,64 @@ def ome_attributes(spec: ImageSpec) -> dict[str, Any]:
     }
 
 
-def _create(path: Path, spec: ImageSpec, storage: Storage) -> None:
-    import zarr  # only zarr datasets pay for the import (a quarter of a second)
+def _codecs(spec: ImageSpec, storage: Storage) -> list[dict[str, Any]]:
+    """The inner chunks' codecs: bytes (little-endian where a sample has several bytes),
+    then the compressor."""
+    size = {"uint8": 1, "uint16": 2, "float32": 4}[spec.dtype]
+    out: list[dict[str, Any]] = [
+        {"name": "bytes"} if size == 1 else {"name": "bytes", "configuration": {"endian": "little"}}
+    ]
+    level = storage.compression_level
+    match storage.compression:
+        case "zstd":
+            out.append({"name": "zstd", "configuration": {"level": level, "checksum": False}})
+        case "blosc-lz4" | "blosc-zstd":
+            cname = storage.compression.removeprefix("blosc-")
+            blosc = {"typesize": size, "cname": cname, "clevel": level, "shuffle": "shuffle"}
+            out.append({"name": "blosc", "configuration": {**blosc, "blocksize": 0}})
+        case "gzip":
+            out.append({"name": "gzip", "configuration": {"level": level}})
+    return out
 
-    group = zarr.create_group(path, zarr_format=3, attributes=ome_attributes(spec))
-    chunk = chunk_shape(spec.row_shape)
-    group.create_array(
-        ARRAY,
-        shape=(0, *chunk),
-        dtype=spec.dtype,
-        chunks=(1, *chunk),
-        shards=(storage.shard_rows, *chunk),
-        compressors=zarr_compressors(storage),
-        fill_value=0,
-        dimension_names=[a["name"] for a in axes(spec)],
-    )
 
-
-def create(path: Path, spec: ImageSpec, storage: Storage) -> None:
-    """Write an empty image group at `path` (the caller renames it into place)."""
-    _create(path, spec, storage)
+def group_document(spec: ImageSpec) -> dict[str, Any]:
+    """The image group's zarr.json."""
+    return {"attributes": ome_attributes(spec), "zarr_format": 3, "node_type": "group"}
 
 
 def array_template(spec: ImageSpec, storage: Storage) -> dict[str, Any]:
     """The array's zarr.json as a dict for 0 rows: what an existing one must match."""
-    with tempfile.TemporaryDirectory(prefix="tiffsink-template-") as tmp:
-        create(Path(tmp), spec, storage)
-        doc: dict[str, Any] = json.loads((Path(tmp) / ARRAY / "zarr.json").read_bytes())
-    return doc
+    chunk = list(chunk_shape(spec.row_shape))
+    little = {"name": "bytes", "configuration": {"endian": "little"}}
+    sharding = {
+        "chunk_shape": [1, *chunk],
+        "codecs": _codecs(spec, storage),
+        "index_codecs": [little, {"name": "crc32c"}],
+        "index_location": "end",
+    }
+    return {
+        "shape": [0, *chunk],
+        "data_type": spec.dtype,
+        "chunk_grid": {
+            "name": "regular",
+            "configuration": {"chunk_shape": [storage.shard_rows, *chunk]},
+        },
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": 0.0 if spec.dtype.startswith("float") else 0,
+        "codecs": [{"name": "sharding_indexed", "configuration": sharding}],
+        "attributes": {},
+        "dimension_names": [a["name"] for a in axes(spec)],
+        "zarr_format": 3,
+        "node_type": "array",
+        "storage_transformers": [],
+    }
+
+
+def create(path: Path, spec: ImageSpec, storage: Storage) -> None:
+    """Write an empty image group at `path` (the caller renames it into place)."""
+    (path / ARRAY).mkdir(parents=True, exist_ok=True)
+    (path / "zarr.json").write_text(json.dumps(group_document(spec), indent=2))
+    (path / ARRAY / "zarr.json").write_text(json.dumps(array_template(spec, storage), indent=2))
 
 
 def same_layout(doc: dict[str, Any], template: dict[str, Any]) -> list[str]:

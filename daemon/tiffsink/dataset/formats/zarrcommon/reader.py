@@ -12,6 +12,7 @@ are cached; the last shard's is read again on every access.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -76,25 +77,41 @@ class ShardReader:
 
 
 class ZarrReader(RowReader):
-    """The zarr array (N, [C,] H, W) as `images`; rows as (k, H, W[, C]) from `read`/`take`."""
+    """The zarr array (N, [C,] H, W) as `images`; rows as (k, H, W[, C]) from `read`/`take`.
+
+    The row count comes from zarr.json itself, and rows from the shards, so a reader that
+    never asks for `images` never imports zarr-python (a quarter of a second)."""
 
     def __init__(self, array: Path, spec: ImageSpec, storage: Storage) -> None:
         self.array, self.spec, self.storage = array, spec, storage
-        self.images: Any = np.empty((0, *spec.row_shape), np.dtype(spec.dtype).newbyteorder("<"))
         self._shards: ShardReader | None = None
+        self._ndim = 1 + len(codec.chunk_shape(spec.row_shape))
 
-    def refresh(self, committed: Callable[[], int], snapshot: bool) -> int:
-        import zarr  # only zarr datasets pay for the import
+    def __getattr__(self, name: str) -> Any:
+        """`images`, the zarr-python array, opened on first use after each refresh (an
+        open array never sees a new shape)."""
+        if name != "images":
+            raise AttributeError(name)
+        import zarr
 
         try:
-            # Shape before the index: what zarr.json says was committed before we look.
             self.images = zarr.open_array(self.array, mode="r")
         except (OSError, ValueError) as e:
             raise DatasetError(self.array, f"cannot open the zarr array: {e}") from e
+        return self.images
+
+    def refresh(self, committed: Callable[[], int], snapshot: bool) -> int:
+        try:
+            # Shape before the index: what zarr.json says was committed before we look.
+            shape = json.loads((self.array / "zarr.json").read_bytes())["shape"]
+            shape_n = int(shape[0])
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+            raise DatasetError(self.array, f"cannot open the zarr array: {e}") from e
+        self.__dict__.pop("images", None)
         n = committed()
-        if self.images.shape[0] > n and not snapshot:
-            raise DatasetError(self.array, f"shape says {self.images.shape[0]} rows, index {n}")
-        return min(n, int(self.images.shape[0]))  # a snapshot may lag the shape
+        if shape_n > n and not snapshot:
+            raise DatasetError(self.array, f"shape says {shape_n} rows, index {n}")
+        return min(n, shape_n)  # a snapshot may lag the shape
 
     def take(self, rows: np.ndarray, n: int) -> np.ndarray:
         if self._shards is None:
@@ -102,12 +119,19 @@ class ZarrReader(RowReader):
         return self._shards.take(rows.tolist(), n)
 
     def full_shard(self, s: int, rows_per_shard: int, n: int) -> bytes | None:
-        """The shard file: a full shard is packed whichever way it was written (in place or
-        whole), so it is the published object byte for byte."""
+        """A full shard, packed: an uncompressed one is packed whichever way it was written
+        (in place or whole), so it is the published object byte for byte; a zstd one
+        written in slots is packed here (its chunks without the frames that padded them),
+        so that no padding travels."""
         if rows_per_shard != self.storage.shard_rows or (s + 1) * rows_per_shard > n:
             return None
-        return shard.path(self.array, s, len(self.images.shape)).read_bytes()
+        data = shard.path(self.array, s, self._ndim).read_bytes()
+        if self.storage.compression == "none":
+            return data
+        chunks = shard.parse(data, rows_per_shard)
+        if any(c is None for c in chunks):
+            return None  # cannot be: the shard holds committed rows only; re-read them
+        return shard.build([codec.unpadded(c, self.storage) for c in chunks if c], rows_per_shard)
 
     def read(self, start: int, stop: int, n: int) -> np.ndarray:
-        data = np.asarray(self.images[start : min(stop, n)])
-        return data.transpose(0, 2, 3, 1) if data.ndim == 4 else data
+        return self.take(np.arange(start, min(stop, n), dtype=np.int64), n)

@@ -8,8 +8,9 @@ packed by an older version, and the cluster's shard tasks (a `ShardWriter` pickl
 
 Two layouts, both valid Zarr v3 shards (`shard.py`): chunks back to back (compressed
 rows vary in size), or every chunk k at k * slot_bytes under an index naming every slot
-(uncompressed rows, the layout workers write rows in place into). A full shard is the
-same file either way.
+(the layout workers write rows in place into: uncompressed rows, or zstd chunks each
+followed by a skippable frame filling its slot). An uncompressed full shard is the same
+file either way.
 """
 
 from __future__ import annotations
@@ -97,8 +98,9 @@ class ShardWriter:
         if len(chunks) > S:
             raise ValueError(f"{len(chunks)} chunks do not fit a shard of {S}")
         for k, c in enumerate(chunks):
-            view = memoryview(c)
-            if view.nbytes != size:
-                raise ValueError(f"chunk of {view.nbytes} bytes in a slot of {size}")
+            view = memoryview(c).cast("B")
+            filler = codec.slot_filler(view.nbytes, size, self.storage)
             pwrite_all(fd, view, k * size)
+            if filler:
+                pwrite_all(fd, memoryview(filler), k * size + view.nbytes)
         pwrite_all(fd, memoryview(shard.dense_index(S, size)), S * size)

@@ -1,16 +1,17 @@
-"""Uncompressed zarr shards written in place: every row at a fixed offset, a fixed index.
+"""Zarr shards written in place: every row at a fixed offset, a fixed index.
 
-Without compression every inner chunk has the same size, so a shard can be laid out once
-and for all: chunk k at k * row_bytes, then an index naming every chunk at its place
-(crc32c included). That index never changes, so a shard is created at its full size
-(sparse) with the index already written, and workers write rows straight into their
-slots, as they do into images.npy. A slot past the committed rows is covered by the index
+When every inner chunk fits one slot size (uncompressed rows are all one size; a zstd
+chunk is padded to its worst case by a skippable frame, `codec.fixed_slot_bytes`), a
+shard can be laid out once and for all: chunk k at k * slot_bytes, then an index naming
+every slot whole (crc32c included). That index never changes, so a shard is created at
+its full size (sparse) with the index already written, and workers write rows straight
+into their slots, as they do into images.npy. A slot past the committed rows is covered by the index
 but lies beyond zarr.json's shape, which is raised only after the index commit: no reader
 asks for it. Durable is an fdatasync per shard touched; nothing is copied.
 
-A full shard laid out this way is byte for byte the shard that `shard.build` writes for
-the same rows (chunks back to back from 0). Shards written whole (the cluster's tasks)
-take this layout too, through `ShardWriter` with fixed slots.
+An uncompressed full shard laid out this way is byte for byte the shard that
+`shard.build` writes for the same rows (chunks back to back from 0). Shards written
+whole (the cluster's tasks) take this layout too, through `ShardWriter` with fixed slots.
 """
 
 from __future__ import annotations
@@ -26,15 +27,15 @@ from ..zarrcommon import shard
 class DenseShards:
     """The shard files of one uncompressed array, addressed by row (any process).
 
-    A row's byte address is row * row_bytes, as if the shards were one file; each call
+    A row's byte address is row * slot_bytes, as if the shards were one file; each call
     opens and closes the shard it needs, so a shard cut while idle is never written
     through a stale descriptor.
     """
 
-    def __init__(self, array: Path, rows_per_shard: int, row_bytes: int, ndim: int) -> None:
-        self.array, self.S, self.row_bytes, self.ndim = array, rows_per_shard, row_bytes, ndim
-        self.body = rows_per_shard * row_bytes
-        self.index = shard.dense_index(rows_per_shard, row_bytes)
+    def __init__(self, array: Path, rows_per_shard: int, slot_bytes: int, ndim: int) -> None:
+        self.array, self.S, self.slot_bytes, self.ndim = array, rows_per_shard, slot_bytes, ndim
+        self.body = rows_per_shard * slot_bytes
+        self.index = shard.dense_index(rows_per_shard, slot_bytes)
         self.size = self.body + len(self.index)
 
     def path(self, s: int) -> Path:
@@ -103,7 +104,7 @@ class DenseShards:
         Only the allocated parts are read: holes are skipped with SEEK_DATA."""
         fd = os.open(self.path(s), os.O_RDONLY | os.O_CLOEXEC)
         try:
-            at = k * self.row_bytes
+            at = k * self.slot_bytes
             while at < self.body:
                 try:
                     at = os.lseek(fd, at, os.SEEK_DATA)
@@ -126,12 +127,12 @@ class DenseShards:
         cannot be punched."""
         fd = os.open(self.path(s), os.O_RDWR | os.O_CLOEXEC)
         try:
-            start, length = k * self.row_bytes, self.body - k * self.row_bytes
+            start, length = k * self.slot_bytes, self.body - k * self.slot_bytes
             try:
                 punch_hole(fd, start, length)
             except OSError:
-                zeros = memoryview(bytes(self.row_bytes))
-                for at in range(start, self.body, self.row_bytes):
+                zeros = memoryview(bytes(self.slot_bytes))
+                for at in range(start, self.body, self.slot_bytes):
                     pwrite_all(fd, zeros, at)
         finally:
             os.close(fd)

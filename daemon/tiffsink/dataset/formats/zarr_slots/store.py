@@ -1,4 +1,4 @@
-"""The uncompressed zarr store: workers write rows in place in their shards.
+"""The fixed-slot zarr store (uncompressed, or zstd): workers write rows in place.
 
 Every row has a fixed place in a fixed-size shard (`shards.py`), so the protocol is the
 npy one: workers write pending rows at their final place, invisible because they lie
@@ -7,7 +7,9 @@ new ones); the index transaction commits; then the shape is raised. Nothing is c
 and no shard is rewritten, so a reader never sees a shard change under it: the bytes of
 committed rows and the index never change once written. Shards a cluster task writes
 whole have the same layout (`ShardWriter` with fixed slots), so taking them in costs
-nothing.
+nothing. A zstd dataset an older version wrote (packed shards, `pending.rows`) is taken
+over as it is: its packed full shards stay, its partly filled last one is laid out in
+slots again on opening.
 """
 
 from __future__ import annotations
@@ -18,31 +20,35 @@ from ....config import ImageSpec, Storage
 from ...fsio import fsync_dirs
 from ...layout import Layout
 from ..store import RowStore
+from ..zarrcommon import codec
 from ..zarrcommon.array import ZarrArray
 from ..zarrcommon.wholeshard import ShardWriter
 from .shards import DenseShards
-from .sink import UncompressedSinkSpec
+from .sink import SlotSinkSpec
 
 
-class UncompressedZarrStore(RowStore):
-    """images.zarr with `compression = "none"`: rows written in place by the workers."""
+class SlotZarrStore(RowStore):
+    """images.zarr whose codec fills fixed slots: rows written in place by the workers."""
 
     def __init__(self, layout: Layout, spec: ImageSpec, storage: Storage) -> None:
         super().__init__(spec, storage)
         self.array = ZarrArray(layout, spec, storage)
         self.path = layout.zarr
         self.sink_path = self.array.path  # where workers write: what write errors name
-        self.slot_bytes = spec.row_bytes
+        slot = codec.fixed_slot_bytes(storage, spec.row_bytes)
+        if slot is None:
+            raise ValueError(f"{storage.compression} chunks cannot fill fixed slots")
+        self.slot_bytes = slot
         self.S = storage.shard_rows
-        self.shards = DenseShards(self.array.path, self.S, spec.row_bytes, self.array.ndim)
-        self.whole = self.array.shard_writer(slot_bytes=spec.row_bytes)
+        self.shards = DenseShards(self.array.path, self.S, slot, self.array.ndim)
+        self.whole = self.array.shard_writer(slot_bytes=slot)
         # No pending file: pending rows sit in their shards. One an older version of
         # this format kept is removed.
         layout.pending.unlink(missing_ok=True)
 
-    def sink(self) -> UncompressedSinkSpec:
-        return UncompressedSinkSpec(
-            str(self.array.path), self.S, self.spec.row_bytes, self.array.ndim
+    def sink(self) -> SlotSinkSpec:
+        return SlotSinkSpec(
+            str(self.array.path), self.S, self.slot_bytes, self.array.ndim, self.storage
         )
 
     def watched(self) -> tuple[list[Path], list[Path]]:
@@ -77,12 +83,13 @@ class UncompressedZarrStore(RowStore):
             if self.shards.data_after(s, k):
                 self.shards.clear_after(s, k)
             return
-        # Packed whole by a cluster task of an older version: laid out in place again.
+        # Packed (by a cluster task of an older version, or an older version's zstd
+        # commit): laid out in slots again.
         self.whole.write(s, self.whole.kept(s, k))
 
     # -- pending rows -------------------------------------------------------------------
     def offset(self, row: int) -> int:
-        return row * self.spec.row_bytes
+        return row * self.slot_bytes
 
     def cut_pending(self, committed: int) -> None:
         """Only while no worker writes: delete shards holding no committed row, clear the
