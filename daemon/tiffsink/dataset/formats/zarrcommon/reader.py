@@ -126,7 +126,7 @@ class ZarrReader(RowReader):
         if rows_per_shard != self.storage.shard_rows or (s + 1) * rows_per_shard > n:
             return None
         data = shard.path(self.array, s, self._ndim).read_bytes()
-        if self.storage.compression == "none":
+        if codec.compressor(self.storage) is None:  # uncompressed chunks fill their slots
             return data
         chunks = shard.parse(data, rows_per_shard)
         if any(c is None for c in chunks):
