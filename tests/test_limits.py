@@ -167,7 +167,7 @@ GIB = 1 << 30
         ({"image": {"height": 8192, "width": 8192}, "workers": {"slots_per_worker": 1024}},
          "workers.slots_per_worker"),
         ({"image": {"height": 2048, "width": 2048},
-          "dataset": {"format": "zarr", "compression": "zstd", "shard_rows": 65536}},
+          "dataset": {"format": "zarr", "compression": "blosc-lz4", "shard_rows": 65536}},
          "dataset.shard_rows"),
     ],
     ids=["row", "slots", "shard"],
@@ -182,6 +182,17 @@ def test_rows_that_cannot_fit_in_memory_are_refused_with_the_bytes(
     assert ei.value.key == key
     row = ImageSpec(**{k: v for k, v in over["image"].items()}).row_bytes
     assert f"are {row} bytes each" in str(ei.value) and f"{16 * GIB} bytes" in str(ei.value)
+
+
+def test_zstd_shards_written_in_place_need_no_memory_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A zstd shard far larger than memory is accepted: its rows are written in place,
+    so no shard is ever held whole (a blosc one of the same size is refused, above)."""
+    monkeypatch.setattr(resources, "physical_memory", lambda: 16 * GIB)
+    over = {"format": "zarr", "compression": "zstd", "shard_rows": 65536}
+    cfg = parse_config({"image": {"height": 2048, "width": 2048}, "dataset": over}, tmp_path)
+    assert cfg.dataset.storage.shard_rows == 65536
 
 
 def test_the_worker_count_is_capped_by_cores_and_memory_with_a_warning(

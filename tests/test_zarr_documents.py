@@ -107,3 +107,14 @@ def test_reading_a_zarr_dataset_imports_no_zarr_python_until_images_is_asked_for
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True False True (3, 4, 4)"
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_the_memory_estimate_knows_which_codecs_rewrite_shards(codec: str) -> None:
+    """The config's memory estimate holds a shard for exactly the codecs whose chunks
+    cannot fill a fixed slot (the format that rewrites its last shard whole)."""
+    from tiffsink.dataset.formats.zarrcommon.codec import fixed_slot_bytes
+
+    storage = Storage("zarr", 64, codec, 1)
+    assert storage.rewrites_shards == (fixed_slot_bytes(storage, 1) is None)
+    assert not Storage("npy").rewrites_shards

@@ -46,10 +46,10 @@ def worker_bytes(cfg: Config) -> int:
 
 
 def supervisor_bytes(cfg: Config) -> int:
-    """The daemon: a few rows it copies, and a shard of compressed rows, which is
-    rewritten whole (worst case; which format compresses is the registry's to say)."""
+    """The daemon: a few rows it copies, and, where the last shard is rewritten whole at
+    every commit, that shard (worst case: rows that do not compress)."""
     st = cfg.dataset.storage
-    shard = st.shard_rows if st.compression != "none" else 0
+    shard = st.shard_rows if st.rewrites_shards else 0
     return SUPERVISOR_BASE_BYTES + (2 + shard) * cfg.image.row_bytes
 
 
@@ -76,7 +76,7 @@ def fit_resources(cfg: Config) -> Config:
 
 def _culprit(cfg: Config, budget: int) -> str:
     """The key to name: the shard, the row itself, or the slots."""
-    if supervisor_bytes(cfg) > budget and cfg.dataset.storage.compression != "none":
+    if supervisor_bytes(cfg) > budget and cfg.dataset.storage.rewrites_shards:
         return "dataset.shard_rows"
     one_slot = replace(cfg, workers=replace(cfg.workers, slots_per_worker=1))
     if supervisor_bytes(cfg) + worker_bytes(one_slot) > budget:

@@ -115,6 +115,13 @@ class Storage:
     compression: str = "none"  # zarr: the codec of each row chunk (workers encode)
     compression_level: int = 1
 
+    @property
+    def rewrites_shards(self) -> bool:
+        """Whether the last shard is rebuilt whole in memory at every commit: zarr with a
+        codec whose chunks cannot fill fixed slots (blosc, gzip; uncompressed and zstd
+        rows are written in place, `formats.zarrcommon.codec.fixed_slot_bytes`)."""
+        return self.format == "zarr" and self.compression not in ("none", "zstd")
+
 
 @dataclass(frozen=True)
 class DatasetConfig:
