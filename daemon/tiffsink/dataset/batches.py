@@ -128,20 +128,14 @@ def batches(
     and the next batches assembled while this one is used."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    return ahead(_assemble(ds, rows_per_shard, batch_size, shuffle, seed, epoch, drop_last), READY)
+    windows = order(len(ds), rows_per_shard, shuffle, seed, epoch)
+    return ahead(_assemble(ds, windows, batch_size, drop_last), READY)
 
 
 def _assemble(
-    ds: _Rows,
-    rows_per_shard: int,
-    batch_size: int,
-    shuffle: bool = True,
-    seed: int = 0,
-    epoch: int = 0,
-    drop_last: bool = False,
+    ds: _Rows, windows: list[np.ndarray], batch_size: int, drop_last: bool
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The batches, each copied out of its windows, the next windows prefetched."""
-    windows = order(len(ds), rows_per_shard, shuffle, seed, epoch)
+    """The batches of `windows`, each copied out of its windows, the next ones fetched."""
     pending: list[tuple[np.ndarray, Window, np.ndarray]] = []  # pieces of the next batch
     held = 0  # rows in `pending`
 
@@ -152,11 +146,13 @@ def _assemble(
         return rows, imgs
 
     with ThreadPoolExecutor(PREFETCH) as pool:
-        ahead: deque[Future[Window]] = deque(pool.submit(ds.window, w) for w in windows[:PREFETCH])
+        fetching: deque[Future[Window]] = deque(
+            pool.submit(ds.window, w) for w in windows[:PREFETCH]
+        )
         for i, rows in enumerate(windows):
-            win = ahead.popleft().result()
+            win = fetching.popleft().result()
             if i + PREFETCH < len(windows):
-                ahead.append(pool.submit(ds.window, windows[i + PREFETCH]))
+                fetching.append(pool.submit(ds.window, windows[i + PREFETCH]))
             p = 0
             if held:  # complete the batch the last window began
                 p = min(batch_size - held, len(rows))
