@@ -9,13 +9,17 @@ consumed.
 
 A window is fetched, not copied: a reader hands back a `Window` that copies rows out on
 demand, so each batch is assembled straight from what was fetched (on object storage,
-from the GET bodies) in one allocation of its own, and no window-sized array is filled
-first.
+from the GET bodies), and no window-sized array is filled first.
+
+Batch arrays are recycled once nothing refers to them (`Buffers`): a fresh batch-sized
+array is mapped anew by the kernel and faulted in page by page, which on a VM that hands
+freed memory back to its host cost up to ten times the copy itself.
 """
 
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -34,8 +38,12 @@ T = TypeVar("T")
 class Window(Protocol):
     """The fetched rows of one window (row numbers in reading order)."""
 
-    def take(self, positions: np.ndarray) -> np.ndarray:
-        """The images at these positions of the window, as (k, H, W[, C])."""
+    row_shape: tuple[int, ...]
+    dtype: np.dtype
+
+    def take(self, positions: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The images at these positions of the window, as (k, H, W[, C]): written into
+        `out` when given and a copy is needed (a window may return a view instead)."""
         ...
 
 
@@ -44,11 +52,39 @@ class ArrayWindow:
 
     def __init__(self, images: np.ndarray) -> None:
         self.images = images
+        self.row_shape, self.dtype = images.shape[1:], images.dtype
 
-    def take(self, positions: np.ndarray) -> np.ndarray:
+    def take(self, positions: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if len(positions) and (np.diff(positions) == 1).all():  # a run: a view, no copy
             return self.images[positions[0] : positions[-1] + 1]
-        return np.asarray(self.images[positions])
+        return np.take(self.images, positions, axis=0, out=out)
+
+
+class Buffers:
+    """Batch arrays of one shape, each handed out again once only this pool refers to it.
+
+    Whatever keeps a batch alive (a view, a tensor from `torch.from_numpy`, a
+    memoryview, a list) holds a reference to its array, so a batch still in use is never
+    overwritten; one that is dropped is reused instead of freed, as freeing would have
+    made it unusable anyway. Without a GIL the count is not exact, so nothing is reused.
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, keep: int) -> None:
+        self.shape, self.dtype, self.keep = shape, dtype, keep
+        self.held: list[np.ndarray] = []
+        self.reuse = getattr(sys, "_is_gil_enabled", lambda: True)()
+
+    def get(self) -> np.ndarray:
+        """A free array of the pool's shape, reused if one is free, else a new one."""
+        if self.reuse:
+            for i in range(len(self.held)):
+                # the list's reference and getrefcount's argument: no one else's
+                if sys.getrefcount(self.held[i]) == 2:
+                    return self.held[i]
+        buf = np.empty(self.shape, self.dtype)
+        if self.reuse and len(self.held) < self.keep:
+            self.held.append(buf)
+        return buf
 
 
 class _Rows(Protocol):
@@ -138,10 +174,28 @@ def _assemble(
     """The batches of `windows`, each copied out of its windows, the next ones fetched."""
     pending: list[tuple[np.ndarray, Window, np.ndarray]] = []  # pieces of the next batch
     held = 0  # rows in `pending`
+    buffers: Buffers | None = None
+
+    def buffer(win: Window) -> np.ndarray:
+        nonlocal buffers
+        if buffers is None:  # queued, in use by the consumer, being filled, two spare
+            buffers = Buffers((batch_size, *win.row_shape), win.dtype, READY + 4)
+        return buffers.get()
 
     def flush() -> tuple[np.ndarray, np.ndarray]:
         rows = np.concatenate([r for r, _, _ in pending])
-        imgs = np.concatenate([w.take(p) for _, w, p in pending])
+        first = pending[0][1]
+        if len(rows) == batch_size:
+            imgs = buffer(first)
+        else:  # the last, short batch
+            imgs = np.empty((len(rows), *first.row_shape), first.dtype)
+        at = 0
+        for _, w, p in pending:
+            part = imgs[at : at + len(p)]
+            piece = w.take(p, part)
+            if piece is not part:  # the window gave a view: copy it in
+                part[...] = piece
+            at += len(p)
         pending.clear()
         return rows, imgs
 
@@ -163,7 +217,7 @@ def _assemble(
                 yield flush()
                 held = 0
             while p + batch_size <= len(rows):
-                yield rows[p : p + batch_size], win.take(np.arange(p, p + batch_size))
+                yield rows[p : p + batch_size], win.take(np.arange(p, p + batch_size), buffer(win))
                 p += batch_size
             if p < len(rows):
                 pending.append((rows[p:], win, np.arange(p, len(rows))))

@@ -147,7 +147,7 @@ class _PartsWindow:
     """A collection's window: each part's rows fetched as that part fetches them."""
 
     def __init__(self, c: Collection, part: np.ndarray, local: np.ndarray) -> None:
-        self.part, self.shape, self.dtype = part, c.row_shape, c.dtype
+        self.part, self.row_shape, self.dtype = part, c.row_shape, c.dtype
         self.wins: dict[int, Window] = {}
         self.at = np.empty(len(part), np.int64)  # position within its part's window
         for k in np.unique(part).tolist():
@@ -155,8 +155,9 @@ class _PartsWindow:
             self.wins[k] = c.parts[k].window(local[sel])
             self.at[sel] = np.arange(int(sel.sum()))
 
-    def take(self, positions: np.ndarray) -> np.ndarray:
-        out = np.empty((len(positions), *self.shape), self.dtype)
+    def take(self, positions: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if out is None:
+            out = np.empty((len(positions), *self.row_shape), self.dtype)
         part = self.part[positions]
         for k in np.unique(part).tolist():
             sel = part == k
