@@ -121,14 +121,24 @@ def test_batches_the_consumer_drops_are_reused() -> None:
 def test_the_pool_hands_out_only_arrays_no_one_else_holds() -> None:
     """A pooled array is handed out again once dropped, and not while anything (here a
     memoryview) refers to it."""
-    pool = Buffers((2, 3), np.dtype(np.uint8), keep=2)
-    a = pool.get()
+    pool = Buffers(keep=2)
+    shape, dtype = (2, 3), np.dtype(np.uint8)
+    a = pool.get(shape, dtype)
     held = memoryview(a)
     a_id = id(a)
     del a
-    b = pool.get()
+    b = pool.get(shape, dtype)
     assert id(b) != a_id
     b_id = id(b)
     del b
-    assert id(pool.get()) == b_id
+    assert id(pool.get(shape, dtype)) == b_id
     held.release()
+
+
+def test_a_later_epoch_starts_on_the_arrays_of_the_one_before() -> None:
+    """Given the same pool, the second epoch's batches come from the first's arrays."""
+    pool = Buffers()
+    ds = RemoteRows(800)
+    first = {id(imgs) for _, imgs in batches(ds, 8, 16, seed=0, epoch=0, buffers=pool)}
+    second = {id(imgs) for _, imgs in batches(ds, 8, 16, seed=0, epoch=1, buffers=pool)}
+    assert second <= first

@@ -61,30 +61,44 @@ class ArrayWindow:
 
 
 class Buffers:
-    """Batch arrays of one shape, each handed out again once only this pool refers to it.
+    """Batch arrays, each handed out again once only this pool refers to it.
 
     Whatever keeps a batch alive (a view, a tensor from `torch.from_numpy`, a
     memoryview, a list) holds a reference to its array, so a batch still in use is never
     overwritten; one that is dropped is reused instead of freed, as freeing would have
-    made it unusable anyway. Without a GIL the count is not exact, so nothing is reused.
+    made it unusable anyway. A dataset keeps its pool across epochs, so an epoch starts
+    on warm arrays. Without a GIL the count is not exact, so nothing is reused.
     """
 
-    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, keep: int) -> None:
-        self.shape, self.dtype, self.keep = shape, dtype, keep
+    def __init__(self, keep: int = READY + 4) -> None:
+        # queued, in use by the consumer, being filled, and spares
+        self.keep = keep
         self.held: list[np.ndarray] = []
+        self.lock = threading.Lock()  # two iterators of one dataset share the pool
         self.reuse = getattr(sys, "_is_gil_enabled", lambda: True)()
 
-    def get(self) -> np.ndarray:
-        """A free array of the pool's shape, reused if one is free, else a new one."""
-        if self.reuse:
+    def get(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A free array of this shape and type: a pooled one if free, else a new one."""
+        with self.lock:
+            if not self.reuse:
+                return np.empty(shape, dtype)
+            spare = None
             for i in range(len(self.held)):
                 # the list's reference and getrefcount's argument: no one else's
                 if sys.getrefcount(self.held[i]) == 2:
-                    return self.held[i]
-        buf = np.empty(self.shape, self.dtype)
-        if self.reuse and len(self.held) < self.keep:
-            self.held.append(buf)
-        return buf
+                    if self.held[i].shape == shape and self.held[i].dtype == dtype:
+                        return self.held[i]
+                    spare = i
+            buf = np.empty(shape, dtype)
+            if len(self.held) < self.keep:
+                self.held.append(buf)
+            elif spare is not None:  # a free array of another batch size gives way
+                self.held[spare] = buf
+            return buf
+
+    def clear(self) -> None:
+        with self.lock:
+            self.held.clear()
 
 
 class _Rows(Protocol):
@@ -159,28 +173,27 @@ def batches(
     seed: int = 0,
     epoch: int = 0,
     drop_last: bool = False,
+    buffers: Buffers | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(row numbers, images) batches over every row of `ds`: the next windows fetched
-    and the next batches assembled while this one is used."""
+    and the next batches assembled (into arrays from `buffers`) while this one is used."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     windows = order(len(ds), rows_per_shard, shuffle, seed, epoch)
-    return ahead(_assemble(ds, windows, batch_size, drop_last), READY)
+    return ahead(
+        _assemble(ds, windows, batch_size, drop_last, buffers if buffers else Buffers()), READY
+    )
 
 
 def _assemble(
-    ds: _Rows, windows: list[np.ndarray], batch_size: int, drop_last: bool
+    ds: _Rows, windows: list[np.ndarray], batch_size: int, drop_last: bool, buffers: Buffers
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The batches of `windows`, each copied out of its windows, the next ones fetched."""
     pending: list[tuple[np.ndarray, Window, np.ndarray]] = []  # pieces of the next batch
     held = 0  # rows in `pending`
-    buffers: Buffers | None = None
 
     def buffer(win: Window) -> np.ndarray:
-        nonlocal buffers
-        if buffers is None:  # queued, in use by the consumer, being filled, two spare
-            buffers = Buffers((batch_size, *win.row_shape), win.dtype, READY + 4)
-        return buffers.get()
+        return buffers.get((batch_size, *win.row_shape), win.dtype)
 
     def flush() -> tuple[np.ndarray, np.ndarray]:
         rows = np.concatenate([r for r, _, _ in pending])

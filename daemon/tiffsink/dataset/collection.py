@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError
-from .batches import Window, batches
+from .batches import Buffers, Window, batches
 from .opener import open_dataset
 from .reader import Dataset
 
@@ -32,6 +32,8 @@ def published_under(url: str) -> list[str]:
 
 class Collection:
     """The parts' committed rows, one after another, with the part named in `meta`."""
+
+    _buffers: Buffers | None = None  # batch arrays, reused across epochs
 
     def __init__(
         self,
@@ -126,13 +128,22 @@ class Collection:
     ) -> Iterator[np.ndarray]:
         """As `Dataset.batches`, over every part's rows."""
         S = self.parts[0].storage.shard_rows
-        for _rows, imgs in batches(self, S, batch_size, shuffle, seed, epoch, drop_last):
+        for _rows, imgs in batches(
+            self, S, batch_size, shuffle, seed, epoch, drop_last, self._batch_buffers()
+        ):
             yield imgs
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Collection, (self.parts, self.names, self.transform))
 
+    def _batch_buffers(self) -> Buffers:
+        """The batch arrays kept between epochs, so that each epoch starts on warm ones."""
+        if self._buffers is None:
+            self._buffers = Buffers()
+        return self._buffers
+
     def close(self) -> None:
+        self._buffers = None
         for p in self.parts:
             p.close()
 
