@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tiffsink.dataset.batches import WINDOW_SHARDS, ArrayWindow, batches
+from tiffsink.dataset.batches import READY, WINDOW_SHARDS, ArrayWindow, Buffers, batches
 
 
 class Rows:
@@ -80,3 +80,65 @@ def test_an_error_while_fetching_reaches_the_consumer() -> None:
     it = batches(Broken(200), 8, 16, shuffle=False)
     with pytest.raises(OSError, match="shard 2 is missing"):
         list(it)
+
+
+class Copied(ArrayWindow):
+    """A window that copies each batch out, as a remote window copies from GET bodies."""
+
+    def take(self, positions: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        out = np.empty((len(positions), *self.row_shape), self.dtype) if out is None else out
+        out[...] = self.images[positions]
+        return out
+
+
+class RemoteRows(Rows):
+    def window(self, rows: np.ndarray) -> ArrayWindow:
+        return Copied(super().window(rows).images)
+
+
+def test_a_batch_still_referenced_anywhere_is_never_overwritten() -> None:
+    """Keeping only a view of each batch keeps its images: a batch in use is not reused."""
+    kept = []
+    for rows, imgs in batches(RemoteRows(400), 8, 16, shuffle=True, seed=1):
+        kept.append((rows, imgs[:, 0]))  # a view; the batch array itself is dropped
+    for rows, first in kept:
+        np.testing.assert_array_equal(first[:, 0], rows)
+
+
+def test_batches_the_consumer_drops_are_reused() -> None:
+    """A consumer that drops each batch is served from a few recycled arrays, not from
+    a fresh allocation per batch, and each still holds its own rows."""
+    seen = set()
+    count = 0
+    for rows, imgs in batches(RemoteRows(2000), 8, 12, shuffle=True, seed=2):
+        np.testing.assert_array_equal(imgs[:, 0, 0], rows)
+        seen.add(id(imgs))
+        count += 1
+        del imgs
+    assert count > 100 and len(seen) <= READY + 4
+
+
+def test_the_pool_hands_out_only_arrays_no_one_else_holds() -> None:
+    """A pooled array is handed out again once dropped, and not while anything (here a
+    memoryview) refers to it."""
+    pool = Buffers(keep=2)
+    shape, dtype = (2, 3), np.dtype(np.uint8)
+    a = pool.get(shape, dtype)
+    held = memoryview(a)
+    a_id = id(a)
+    del a
+    b = pool.get(shape, dtype)
+    assert id(b) != a_id
+    b_id = id(b)
+    del b
+    assert id(pool.get(shape, dtype)) == b_id
+    held.release()
+
+
+def test_a_later_epoch_starts_on_the_arrays_of_the_one_before() -> None:
+    """Given the same pool, the second epoch's batches come from the first's arrays."""
+    pool = Buffers()
+    ds = RemoteRows(800)
+    first = {id(imgs) for _, imgs in batches(ds, 8, 16, seed=0, epoch=0, buffers=pool)}
+    second = {id(imgs) for _, imgs in batches(ds, 8, 16, seed=0, epoch=1, buffers=pool)}
+    assert second <= first

@@ -118,3 +118,20 @@ def test_the_memory_estimate_knows_which_codecs_rewrite_shards(codec: str) -> No
     storage = Storage("zarr", 64, codec, 1)
     assert storage.rewrites_shards == (fixed_slot_bytes(storage, 1) is None)
     assert not Storage("npy").rewrites_shards
+
+
+@pytest.mark.parametrize("codec", CODECS)
+@pytest.mark.parametrize("rows", [0, 7, 10**12])
+def test_raising_the_shape_writes_the_document_with_only_the_row_count_changed(
+    codec: str, rows: int
+) -> None:
+    """The rendered zarr.json for any row count is the full document re-serialized with
+    that count: nothing else in it differs."""
+    from tiffsink.dataset.formats.zarrcommon.array import ShapeDocument
+
+    spec = ImageSpec(height=6, width=10, dtype="uint16", channels=3)
+    meta = ome.array_template(spec, Storage("zarr", 16, codec, 3))
+    rendered = ShapeDocument(meta).render(rows)
+    meta["shape"][0] = rows
+    assert rendered == json.dumps(meta, indent=2).encode()
+    assert json.loads(rendered) == meta

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError
-from .batches import Window, batches
+from .batches import Buffers, Window, batches
 from .opener import open_dataset
 from .reader import Dataset
 
@@ -32,6 +32,8 @@ def published_under(url: str) -> list[str]:
 
 class Collection:
     """The parts' committed rows, one after another, with the part named in `meta`."""
+
+    _buffers: Buffers | None = None  # batch arrays, reused across epochs
 
     def __init__(
         self,
@@ -126,13 +128,22 @@ class Collection:
     ) -> Iterator[np.ndarray]:
         """As `Dataset.batches`, over every part's rows."""
         S = self.parts[0].storage.shard_rows
-        for _rows, imgs in batches(self, S, batch_size, shuffle, seed, epoch, drop_last):
+        for _rows, imgs in batches(
+            self, S, batch_size, shuffle, seed, epoch, drop_last, self._batch_buffers()
+        ):
             yield imgs
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Collection, (self.parts, self.names, self.transform))
 
+    def _batch_buffers(self) -> Buffers:
+        """The batch arrays kept between epochs, so that each epoch starts on warm ones."""
+        if self._buffers is None:
+            self._buffers = Buffers()
+        return self._buffers
+
     def close(self) -> None:
+        self._buffers = None
         for p in self.parts:
             p.close()
 
@@ -147,7 +158,7 @@ class _PartsWindow:
     """A collection's window: each part's rows fetched as that part fetches them."""
 
     def __init__(self, c: Collection, part: np.ndarray, local: np.ndarray) -> None:
-        self.part, self.shape, self.dtype = part, c.row_shape, c.dtype
+        self.part, self.row_shape, self.dtype = part, c.row_shape, c.dtype
         self.wins: dict[int, Window] = {}
         self.at = np.empty(len(part), np.int64)  # position within its part's window
         for k in np.unique(part).tolist():
@@ -155,8 +166,9 @@ class _PartsWindow:
             self.wins[k] = c.parts[k].window(local[sel])
             self.at[sel] = np.arange(int(sel.sum()))
 
-    def take(self, positions: np.ndarray) -> np.ndarray:
-        out = np.empty((len(positions), *self.shape), self.dtype)
+    def take(self, positions: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if out is None:
+            out = np.empty((len(positions), *self.row_shape), self.dtype)
         part = self.part[positions]
         for k in np.unique(part).tolist():
             sel = part == k

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import DatasetError
 from . import index
-from .batches import Window, batches
+from .batches import Buffers, Window, batches
 from .formats import RowReader, format_of
 from .layout import Layout
 from .meta import spec_from_meta, storage_from_meta
@@ -33,6 +33,8 @@ class Dataset(RowMeta):
     committed since. It is also a map-style training dataset (`len`, `ds[i]`), which
     pickles by path: a DataLoader worker reopens it instead of copying pixels.
     """
+
+    _buffers: Buffers | None = None  # batch arrays, reused across epochs
 
     def __init__(
         self,
@@ -113,7 +115,14 @@ class Dataset(RowMeta):
         epoch): whole shards read at a time, the next ones while these are used. Call it
         on a `snapshot()` so that a growing dataset does not change the epochs."""
         for _rows, imgs in batches(
-            self, self.storage.shard_rows, batch_size, shuffle, seed, epoch, drop_last
+            self,
+            self.storage.shard_rows,
+            batch_size,
+            shuffle,
+            seed,
+            epoch,
+            drop_last,
+            self._batch_buffers(),
         ):
             yield imgs
 
@@ -175,7 +184,14 @@ class Dataset(RowMeta):
             (str(self.directory), self.index_snapshot, self.label, self.transform, self.pinned),
         )
 
+    def _batch_buffers(self) -> Buffers:
+        """The batch arrays kept between epochs, so that each epoch starts on warm ones."""
+        if self._buffers is None:
+            self._buffers = Buffers()
+        return self._buffers
+
     def close(self) -> None:
+        self._buffers = None
         self.conn.close()
 
     def __enter__(self) -> Dataset:

@@ -109,7 +109,7 @@ class DatasetWriter:
             raise DatasetError(self.layout.index, problem)
         n = index.committed_rows(self.conn)
         self.store.recover(n)
-        self.committed = n
+        self.committed = self.published = n
         self.cursor = n  # end of the pending rows: committed..cursor-1 may hold data
 
     # -- pending rows (supervisor thread) ---------------------------------------------
@@ -173,9 +173,11 @@ class DatasetWriter:
         rows: Sequence[RowRecord],
         failures: Sequence[FailureRecord],
         grown: Sequence[GrownRecord] = (),
+        publish: bool = True,
     ) -> None:
         """Make pending rows committed..committed+len(rows)-1, the failures and the grown
-        versions durable."""
+        versions durable; with `publish`, raise the readers' count too (else
+        `publish_committed` does, later)."""
         self._check()
         expect = list(range(self.committed, self.committed + len(rows)))
         if [r.row for r in rows] != expect or self.committed + len(rows) > self.cursor:
@@ -185,7 +187,7 @@ class DatasetWriter:
             self.store.make_durable(self.committed, len(rows))
         except (OSError, sqlite3.DatabaseError) as e:
             self._poison(e)
-        self._finish(rows, failures, grown)
+        self._finish(rows, failures, grown, publish)
 
     def commit_written(self, rows: Sequence[RowRecord], failures: Sequence[FailureRecord]) -> None:
         """Commit rows that others already made durable, whole shards written by a
@@ -213,6 +215,7 @@ class DatasetWriter:
         rows: Sequence[RowRecord],
         failures: Sequence[FailureRecord],
         grown: Sequence[GrownRecord] = (),
+        publish: bool = True,
     ) -> None:
         """Steps 3 (the index transaction: the commit point) and 4 (publish the count)."""
         self.check_opened()  # never commit into an index someone deleted or replaced
@@ -221,10 +224,21 @@ class DatasetWriter:
             self._insert(rows, failures, grown)
             faults.crash_point("after_index_commit")
             self.committed += len(rows)
-            if rows:
-                self.store.publish(self.committed)
-            faults.crash_point("after_header_rewrite")
         except (OSError, sqlite3.DatabaseError) as e:
+            self._poison(e)
+        if publish:
+            self.publish_committed()
+
+    def publish_committed(self) -> None:
+        """Step 4: readers may now see every committed row. After commits made with
+        `publish=False`, from any one thread at a time (stores that allow it)."""
+        n = self.committed
+        try:
+            if n > self.published:
+                self.store.publish(n)
+                self.published = n
+            faults.crash_point("after_header_rewrite")
+        except OSError as e:
             self._poison(e)
 
     def _poison(self, e: BaseException) -> NoReturn:

@@ -50,7 +50,6 @@ from .state import SupervisorState
 
 log = structlog.get_logger("tiffsink")
 
-COMMIT_POLL_S = 0.005  # how often to look for a finished commit while one runs
 DRAIN_POLL_S = 0.1
 
 
@@ -75,6 +74,7 @@ class Pipeline:
         chunk = max(1, w.slots_per_worker // 2) if spec.pages == "all" else 1
         self.state = SupervisorState(writer.committed, chunk)
         self.committer = Committer(writer)
+        self.pool.wake_on(self.committer.wake_fd)  # a finished commit ends a poll
         need = 2 * config.batch.max_files * writer.row_bytes + (1 << 20)
         self.space = SpaceGuard(writer.directory, need)
         self.on_commit, self.requeue = on_commit, requeue
@@ -117,10 +117,11 @@ class Pipeline:
     # -- the loop's one step --------------------------------------------------------------
     def step(self, timeout_s: float) -> None:
         """Wait up to `timeout_s` for worker results, handle them, commit what is complete."""
-        if self.committer.running is not None:
-            timeout_s = min(timeout_s, COMMIT_POLL_S)
         if not self.state.busy:
-            self.idle_wait(timeout_s)
+            if self.committer.running is not None:
+                self.committer.wait(timeout_s)  # its end is what comes next
+            else:
+                self.idle_wait(timeout_s)
             self.pool.poll(0)  # idle workers that died are replaced now, not at next use
         else:
             self._answers(*self.pool.poll(timeout_s))
@@ -228,8 +229,10 @@ class Pipeline:
         try:
             self._feed(Stop())
         finally:
-            self.committer.close()
-            self.pool.close()
+            try:
+                self.pool.close()  # first: its poller watches the committer's wake pipe
+            finally:
+                self.committer.close()
 
 
 def _stat_version(path: str) -> tuple[int, int]:

@@ -165,6 +165,10 @@ class Pool:
         for h in self.handles:
             h.send_due()
 
+    def wake_on(self, fd: int) -> None:
+        """Also end a poll when `fd` turns readable (it yields no answers)."""
+        self._poller.register(fd, select.POLLIN)
+
     def _watch(self, h: _Handle) -> None:
         """Register a worker's pipe and exit sentinel with the one long-lived poller (a new
         selector per poll cost more than the rest of the per-file work)."""

@@ -68,6 +68,11 @@ class RowStore(ABC):
     def make_durable(self, first: int, count: int) -> None:
         """Steps 1-2: pending rows first..first+count-1 durable where readers will look."""
 
+    # Whether `publish` only raises a count, so that it may run late, from another thread,
+    # and skip counts (the committer then raises it beside the next commit); a store whose
+    # publish completes its own make_durable says no.
+    publish_any_time = True
+
     @abstractmethod
     def publish(self, n: int) -> None:
         """Step 4, after the index commit: readers may now see `n` rows."""

@@ -99,10 +99,12 @@ class _ShardWindow:
 
     def __init__(self, rows: np.ndarray, shards: dict[int, np.ndarray], image: RemoteImage):
         self.rows, self.shards, self.image = rows, shards, image
+        self.row_shape, self.dtype = image.spec.row_shape, np.dtype(image.spec.dtype)
 
-    def take(self, positions: np.ndarray) -> np.ndarray:
+    def take(self, positions: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         S = self.image.rows_per_shard
-        out = np.empty((len(positions), *self.image.spec.row_shape), self.image.spec.dtype)
+        if out is None:
+            out = np.empty((len(positions), *self.row_shape), self.dtype)
         for i, r in enumerate(self.rows[positions].tolist()):
             out[i] = self.shards[r // S][r % S]
         return out

@@ -124,6 +124,8 @@ class CompressedZarrStore(RowStore):
         s, k = divmod(end, self.S)
         self._staged = (end, list(self.whole.kept(s, k)) if k else [])
 
+    publish_any_time = False  # it frees the slots its make_durable staged
+
     def publish(self, n: int) -> None:
         """Raise zarr.json's shape to `n` rows (atomically); free the committed slots."""
         staged_n, staged_tail = self._staged

@@ -40,6 +40,7 @@ class ZarrArray:
         if not (self.path / "zarr.json").is_file():
             ome.create_in_place(layout, spec, storage)
         self.meta: dict[str, Any] = ome.load_array_meta(self.path, spec, storage, rebuild_torn=True)
+        self._document = ShapeDocument(self.meta)
 
     def shard_writer(self, slot_bytes: int = 0) -> ShardWriter:
         """Whole-shard writes into this array (`slot_bytes` > 0: fixed slots)."""
@@ -94,9 +95,26 @@ class ZarrArray:
         it; meanwhile the workers' next writes meet the full disk and pause intake."""
         before = self.meta["shape"][0]
         self.meta["shape"][0] = n
-        data = json.dumps(self.meta, indent=2).encode()
+        data = self._document.render(n)
         try:
             write_atomic(self.layout.tmp, self.path / "zarr.json", data, durable=False)
         except DatasetFullError as e:
             self.meta["shape"][0] = before
             log.warning("dataset.shape_lagging", rows=n, shape=before, detail=e.reason)
+
+
+class ShapeDocument:
+    """zarr.json as bytes for any row count: rendered once, then only the number changes
+    (json.dumps of the whole document was a fifth of a small commit's CPU)."""
+
+    MARK = "__tiffsink_rows__"
+
+    def __init__(self, meta: dict[str, Any]) -> None:
+        doc = json.loads(json.dumps(meta))
+        doc["shape"][0] = self.MARK
+        head, tail = json.dumps(doc, indent=2).split(json.dumps(self.MARK))
+        self.head, self.tail = head.encode(), tail.encode()
+
+    def render(self, rows: int) -> bytes:
+        """The document with `rows` rows: as `json.dumps(meta, indent=2)` would write it."""
+        return b"%s%d%s" % (self.head, rows, self.tail)
