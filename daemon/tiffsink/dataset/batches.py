@@ -96,10 +96,6 @@ class Buffers:
                 self.held[spare] = buf
             return buf
 
-    def clear(self) -> None:
-        with self.lock:
-            self.held.clear()
-
 
 class _Rows(Protocol):
     def __len__(self) -> int: ...
@@ -181,7 +177,10 @@ def batches(
         raise ValueError("batch_size must be at least 1")
     windows = order(len(ds), rows_per_shard, shuffle, seed, epoch)
     return ahead(
-        _assemble(ds, windows, batch_size, drop_last, buffers if buffers else Buffers()), READY
+        _assemble(
+            ds, windows, batch_size, drop_last, buffers if buffers is not None else Buffers()
+        ),
+        READY,
     )
 
 
